@@ -1,0 +1,133 @@
+//! Wiring: settings in, a bound gateway out. `App::build` makes the metrics, signer, upstream and
+//! gateway and binds both listeners; `App::serve` runs until the shutdown future resolves, then
+//! drains within the grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::error::Error;
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::server;
+use crate::tencent::signer::Signer;
+use crate::upstream::Upstream;
+
+/// A gateway with its listeners bound, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    config: Config,
+    gateway: Arc<Gateway>,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+}
+
+/// Binds a listener, naming the setting when the address cannot be had.
+pub async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Internal(format!("{key}: cannot listen on {addr}: {e}")))
+}
+
+impl App {
+    /// Builds every part from `config` and binds the proxy and admin listeners.
+    pub async fn build(config: Config) -> Result<App, Error> {
+        let metrics = Metrics::new();
+        let signer = Arc::new(Signer::new(&config.tencent)?);
+        metrics.usersig_expiry.set(signer.expires_at() as f64);
+        let upstream = Upstream::new(&config)?;
+        let gateway = Arc::new(Gateway::new(&config, signer, upstream, metrics.clone()));
+        let listener = bind(config.server.listen, "server.listen").await?;
+        let admin_listener = bind(config.server.admin_listen, "server.admin_listen").await?;
+        Ok(App {
+            config,
+            gateway,
+            metrics,
+            ready: Arc::new(AtomicBool::new(false)),
+            listener,
+            admin_listener,
+        })
+    }
+
+    /// The proxy listener's address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The metrics registry (tests read counters from it).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, answers what is in flight within
+    /// `server.shutdown_grace_ms`, and returns. The admin listener stays up until the end so that
+    /// probes and scrapes see the drain.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let App {
+            config,
+            gateway,
+            metrics,
+            ready,
+            listener,
+            admin_listener,
+        } = self;
+        let admin = Admin::new(metrics, ready.clone());
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = tokio::spawn(server::serve(
+            admin_listener,
+            None,
+            move |req| {
+                let admin = admin.clone();
+                async move { admin.handle(req).await }
+            },
+            async {
+                let _ = admin_stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(listen = %listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?, "Serving.");
+        let handler = {
+            let gateway = gateway.clone();
+            move |req| {
+                let gateway = gateway.clone();
+                async move { gateway.handle(req).await }
+            }
+        };
+        let draining = async {
+            shutdown.await;
+            tracing::info!("Shutting down: no new requests; draining.");
+            ready.store(false, Ordering::SeqCst);
+            gateway.start_draining();
+        };
+        let drained = server::serve(
+            listener,
+            None,
+            handler,
+            draining,
+            config.server.shutdown_grace,
+        )
+        .await;
+        let _ = stop_admin.send(());
+        let _ = admin_task.await;
+        tracing::info!(drained, "Stopped.");
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! Settings: the embedded defaults, overlaid by a file and by `TIMGATE__SECTION__KEY` variables,
+//! checked once and turned into typed values so that nothing downstream re-checks them.
+
+mod check;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Environment, File, FileFormat};
+
+pub use check::ConfigError;
+pub use raw::RawConfig;
+
+/// The defaults, compiled into the binary so that `timgate` runs with no file at all.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Checked settings for every part of the gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners and caller-facing bounds.
+    pub server: ServerConfig,
+    /// Identity and destination.
+    pub tencent: TencentConfig,
+    /// Timeouts of one upstream attempt.
+    pub upstream: UpstreamConfig,
+    /// Pacing and queue bounds.
+    pub limits: LimitsConfig,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// The `service/command` names callers may use, in configured order.
+    pub allow: Vec<String>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`, checked.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How long draining may take.
+    pub shutdown_grace: Duration,
+    /// Accepted bearer tokens; empty means none are required.
+    pub auth_tokens: Vec<String>,
+}
+
+/// Where the SecretKey comes from.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// Given in the configuration itself.
+    Inline(String),
+    /// Read from a file (a mounted Secret), again at every UserSig renewal.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretSource {
+    // Never print the key itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            SecretSource::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+/// `[tencent]`, checked.
+#[derive(Debug, Clone)]
+pub struct TencentConfig {
+    /// The app's SDKAppID (non-zero).
+    pub sdkappid: u64,
+    /// The App admin account (printable ASCII, at most 32 bytes).
+    pub identifier: String,
+    /// The SecretKey's source; a file source was readable and non-empty at load time.
+    pub secret: SecretSource,
+    /// Scheme, host and port of the upstream, without a trailing slash.
+    pub base_url: String,
+    /// Extra trusted CA for the upstream.
+    pub ca_file: Option<PathBuf>,
+    /// Lifetime of each generated UserSig.
+    pub usersig_ttl: Duration,
+}
+
+/// `[upstream]`, checked.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-attempt timeout.
+    pub request_timeout: Duration,
+}
+
+/// The limiter backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Each replica paces alone.
+    Local,
+    /// Replicas share their budgets through Redis at this URL.
+    Redis(String),
+}
+
+/// `[limits]`, checked.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Where budgets live.
+    pub backend: Backend,
+    /// Share of each limit kept when Redis is down, in (0, 1].
+    pub fallback_share: f64,
+    /// Calls per second per API.
+    pub app_per_second: u32,
+    /// Attribute writes per second per group.
+    pub group_writes_per_second: u32,
+    /// Spacing margin for send/arrival jitter.
+    pub window_guard: Duration,
+    /// Queue bound per group.
+    pub max_queue_per_group: usize,
+    /// Queue bound over all lanes.
+    pub max_queued: usize,
+    /// Default deadline of a queued request.
+    pub max_wait: Duration,
+}
+
+/// `[retry]`, checked.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Attempts in all, at least 1.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub base_delay: Duration,
+    /// Backoff cap.
+    pub max_delay: Duration,
+    /// Retries allowed on top of first attempts, as a share.
+    pub budget_ratio: f64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// `[log]`, checked.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// A tracing filter directive.
+    pub level: String,
+}
+
+impl Config {
+    /// Loads the defaults, then `file` if given, then the environment, and checks the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_raw(file, None)?.check()
+    }
+
+    /// Like [`Config::load`] with an extra TOML layer on top of the file (tests use it instead of
+    /// environment variables).
+    pub fn load_raw(file: Option<&Path>, overlay: Option<&str>) -> Result<RawConfig, ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::one(format!(
+                    "--config {}: no such file",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        if let Some(toml) = overlay {
+            builder = builder.add_source(File::from_str(toml, FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("TIMGATE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("server.auth_tokens")
+                .with_list_parse_key("apis.allow"),
+        );
+        let merged = builder.build().map_err(ConfigError::from_source)?;
+        merged
+            .try_deserialize::<RawConfig>()
+            .map_err(ConfigError::from_source)
+    }
+
+    /// Builds settings from a TOML string laid over the defaults, ignoring the environment.
+    pub fn from_toml(toml: &str) -> Result<Config, ConfigError> {
+        let merged = config::Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::from_str(toml, FileFormat::Toml))
+            .build()
+            .map_err(ConfigError::from_source)?;
+        merged
+            .try_deserialize::<RawConfig>()
+            .map_err(ConfigError::from_source)?
+            .check()
+    }
+}

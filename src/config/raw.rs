@@ -1,0 +1,144 @@
+//! The configuration as written: serde structs that mirror `config/default.toml` key for key.
+//!
+//! Every struct denies unknown fields, so a misspelt key is an error that names it rather than a
+//! setting silently ignored. Turning these into checked, typed settings is `check.rs`'s job.
+
+use serde::Deserialize;
+
+/// The whole file, section by section (the names are the public interface of DESIGN.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    pub server: RawServer,
+    /// `[tencent]`
+    pub tencent: RawTencent,
+    /// `[upstream]`
+    pub upstream: RawUpstream,
+    /// `[limits]`
+    pub limits: RawLimits,
+    /// `[retry]`
+    pub retry: RawRetry,
+    /// `[apis]`
+    pub apis: RawApis,
+    /// `[log]`
+    pub log: RawLog,
+}
+
+/// `[server]`: the listeners and what callers may send.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Proxy listener, `IP:port`.
+    pub listen: String,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), `IP:port`.
+    pub admin_listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// How long draining may take on SIGTERM, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Bearer tokens callers must present; empty means no authentication.
+    pub auth_tokens: Vec<String>,
+}
+
+/// `[tencent]`: the identity requests are signed with and where they go.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTencent {
+    /// The app's SDKAppID.
+    pub sdkappid: u64,
+    /// The App admin account.
+    pub identifier: String,
+    /// The SecretKey itself.
+    pub secret_key: String,
+    /// A file holding the SecretKey.
+    pub secret_key_file: String,
+    /// A region name from the catalogue.
+    pub region: String,
+    /// An explicit base URL that overrides the region.
+    pub base_url: String,
+    /// An extra trusted CA, PEM.
+    pub ca_file: String,
+    /// Lifetime of each generated UserSig, in seconds.
+    pub usersig_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for RawTencent {
+    // Hand-written so that the secret key can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawTencent")
+            .field("sdkappid", &self.sdkappid)
+            .field("identifier", &self.identifier)
+            .field("secret_key", &"<redacted>")
+            .field("secret_key_file", &self.secret_key_file)
+            .field("region", &self.region)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[upstream]`: timeouts of one attempt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// TCP + TLS connect timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Whole-attempt timeout, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+/// `[limits]`: pacing and queue bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// `local` or `redis`.
+    pub backend: String,
+    /// Redis URL when the backend is `redis`.
+    pub redis_url: String,
+    /// Share of each limit a replica keeps when Redis is down.
+    pub fallback_share: f64,
+    /// Calls per second per API.
+    pub app_per_second: u32,
+    /// Attribute writes per second per group.
+    pub group_writes_per_second: u32,
+    /// Extra spacing allowed for send/arrival jitter, in milliseconds.
+    pub window_guard_ms: u64,
+    /// Queue bound per group.
+    pub max_queue_per_group: u32,
+    /// Queue bound over all lanes.
+    pub max_queued: u32,
+    /// Default deadline of a queued request, in milliseconds.
+    pub max_wait_ms: u64,
+}
+
+/// `[retry]`: how failed attempts are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff, in milliseconds.
+    pub base_delay_ms: u64,
+    /// Backoff cap, in milliseconds.
+    pub max_delay_ms: u64,
+    /// Retries allowed on top of first attempts, as a share.
+    pub budget_ratio: f64,
+}
+
+/// `[apis]`: the allow-list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApis {
+    /// `service/command` names callers may use.
+    pub allow: Vec<String>,
+}
+
+/// `[log]`: how the gateway logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `json` or `text`.
+    pub format: String,
+    /// A tracing filter directive.
+    pub level: String,
+}

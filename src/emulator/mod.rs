@@ -1,0 +1,364 @@
+//! The Tencent emulator used by `--demo`, `timgate emulate` and the tests: a real HTTP(S) server
+//! that checks signatures, payloads and rate limits as Tencent does for the group-attribute
+//! family (plus create_group and destroy_group), and records everything it received.
+
+pub mod apis;
+pub mod state;
+pub mod window;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use rand::Rng;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::gateway::answer::plain_json;
+use crate::server::{self, Body};
+use crate::tencent::{signer::unix_now, usersig};
+pub use state::{Record, State};
+
+/// The demo app's SDKAppID (the one Tencent's own UserSig tests use).
+pub const DEMO_SDKAPPID: u64 = 1_400_000_000;
+/// The demo app's SecretKey (the one Tencent's own UserSig tests use; never a real key).
+pub const DEMO_SECRET_KEY: &str =
+    "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
+/// The demo app's admin account.
+pub const DEMO_IDENTIFIER: &str = "administrator";
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// How the emulated app is set up and how it misbehaves.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// The app's SDKAppID.
+    pub sdkappid: u64,
+    /// Its App admin account; other identities get 60010.
+    pub identifier: String,
+    /// Its SecretKey, to verify UserSigs with.
+    pub secret_key: String,
+    /// Create a group on first use instead of answering 10010.
+    pub auto_create: bool,
+    /// Added to every answer.
+    pub latency: Duration,
+    /// Share of attribute writes answered 10002 (injected internal errors), in [0, 1].
+    pub fail_share: f64,
+    /// Attribute writes per group per sliding second before 10049.
+    pub group_writes_per_second: u32,
+    /// Calls per API per sliding second before 60007.
+    pub app_per_second: u32,
+}
+
+impl EmulatorConfig {
+    /// The demo app: demo credentials, groups created on first use, Tencent's limits.
+    pub fn demo() -> EmulatorConfig {
+        EmulatorConfig {
+            sdkappid: DEMO_SDKAPPID,
+            identifier: DEMO_IDENTIFIER.into(),
+            secret_key: DEMO_SECRET_KEY.into(),
+            auto_create: true,
+            latency: Duration::ZERO,
+            fail_share: 0.0,
+            group_writes_per_second: 5,
+            app_per_second: 200,
+        }
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Emulator {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it received and holds.
+    pub state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<bool>>,
+}
+
+impl Emulator {
+    /// Serves the emulated app on `listener`, over TLS when `tls` is given.
+    pub fn spawn(
+        config: EmulatorConfig,
+        listener: TcpListener,
+        tls: Option<rustls::ServerConfig>,
+    ) -> Emulator {
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let state = Arc::new(State::default());
+        let service = Arc::new(Service {
+            config,
+            state: state.clone(),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+        let handler = move |req| {
+            let service = service.clone();
+            async move { service.handle(req).await }
+        };
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(server::serve(listener, acceptor, handler, shutdown, SECOND));
+        Emulator {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops accepting and waits for open connections to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Service {
+    config: EmulatorConfig,
+    state: Arc<State>,
+}
+
+/// The parts of a call that are recorded whatever the answer.
+struct Call {
+    api: String,
+    query: HashMap<String, String>,
+    body: Bytes,
+}
+
+impl Service {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        if req.method() == Method::GET && path == "/_emulator/stats" {
+            return plain_json(StatusCode::OK, self.state.stats_json());
+        }
+        let Some(api) = path.strip_prefix("/v4/").map(str::to_string) else {
+            return plain_json(StatusCode::NOT_FOUND, r#"{"error":"not a /v4/ path"}"#);
+        };
+        let query = parse_query(req.uri().query().unwrap_or(""));
+        let body = match Limited::new(req.into_body(), 4 << 20).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return plain_json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    r#"{"error":"body too large"}"#,
+                );
+            }
+        };
+        let call = Call { api, query, body };
+        let now = Instant::now();
+        let outcome = self.state.with(|inner| {
+            if inner.received % 4096 == 4095 {
+                inner.prune(now, SECOND);
+            }
+            let (group_id, outcome) = self.process(&call, inner, now);
+            inner.record(Record {
+                api: call.api.clone(),
+                group_id: group_id.clone(),
+                identifier: call.query.get("identifier").cloned(),
+                usersig: call.query.get("usersig").cloned(),
+                random: call.query.get("random").and_then(|r| r.parse().ok()),
+                body: call.body.clone(),
+                code: outcome.as_ref().err().map_or(0, |(code, _)| *code),
+                at: now,
+            });
+            outcome
+        });
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+        let mut answer = Map::new();
+        match outcome {
+            Ok(fields) => {
+                answer.insert("ActionStatus".into(), "OK".into());
+                answer.insert("ErrorCode".into(), 0.into());
+                answer.insert("ErrorInfo".into(), "".into());
+                answer.extend(fields);
+            }
+            Err((code, info)) => {
+                answer.insert("ActionStatus".into(), "FAIL".into());
+                answer.insert("ErrorCode".into(), code.into());
+                answer.insert("ErrorInfo".into(), info.into());
+            }
+        }
+        plain_json(StatusCode::OK, Value::Object(answer).to_string())
+    }
+
+    /// Checks and applies one call; returns the GroupId it named and its outcome.
+    fn process(
+        &self,
+        call: &Call,
+        inner: &mut state::Inner,
+        now: Instant,
+    ) -> (Option<String>, apis::Outcome) {
+        if let Err(e) = self.check_signature(&call.query) {
+            return (None, Err(e));
+        }
+        let Some((service, command)) = crate::tencent::catalogue::split_api(&call.api) else {
+            return (None, Err((60009, "unknown API".into())));
+        };
+        let attr_api = matches!(
+            (service, command),
+            ("group_open_attr_http_svc", "get_group_attr")
+                | (
+                    "group_open_http_svc",
+                    "modify_group_attr"
+                        | "set_group_attr"
+                        | "delete_group_attr"
+                        | "clear_group_attr"
+                )
+        );
+        let group_api =
+            service == "group_open_http_svc" && matches!(command, "create_group" | "destroy_group");
+        if !attr_api && !group_api {
+            return (None, Err((60009, format!("{} is not emulated", call.api))));
+        }
+        let window = inner.api_windows.entry(call.api.clone()).or_default();
+        if !window.arrive(now, SECOND, self.config.app_per_second) {
+            return (
+                None,
+                Err((60007, "REST API call frequency over its limit".into())),
+            );
+        }
+        let body = match serde_json::from_slice::<Value>(&call.body) {
+            Ok(Value::Object(body)) => body,
+            _ => {
+                return (
+                    None,
+                    Err((60003, "JSON parse error in the request body".into())),
+                );
+            }
+        };
+        if group_api {
+            let outcome = match command {
+                "create_group" => apis::create_group(&body, inner),
+                _ => apis::destroy_group(&body, inner),
+            };
+            return (None, outcome);
+        }
+        let id = match apis::group_id(&body) {
+            Ok(id) => id.to_string(),
+            Err(e) => return (None, Err(e)),
+        };
+        (
+            Some(id.clone()),
+            self.attr_call(command, &id, &body, inner, now),
+        )
+    }
+
+    fn attr_call(
+        &self,
+        command: &str,
+        id: &str,
+        body: &Map<String, Value>,
+        inner: &mut state::Inner,
+        now: Instant,
+    ) -> apis::Outcome {
+        if !inner.groups.contains_key(id) {
+            if !self.config.auto_create {
+                return Err((10010, "group does not exist".into()));
+            }
+            inner.groups.insert(id.to_string(), state::Attrs::new());
+        }
+        if command != "get_group_attr" {
+            let window = inner.group_windows.entry(id.to_string()).or_default();
+            if !window.arrive(now, SECOND, self.config.group_writes_per_second) {
+                return Err((10049, "group attribute writes over 5 per second".into()));
+            }
+            if self.config.fail_share > 0.0 && rand::rng().random::<f64>() < self.config.fail_share
+            {
+                return Err((10002, "internal server error (injected)".into()));
+            }
+        }
+        let attrs = inner.groups.get_mut(id).expect("created above");
+        apis::apply(command, body, attrs)
+    }
+
+    /// The query-string checks Tencent makes before it reads the body.
+    fn check_signature(&self, query: &HashMap<String, String>) -> Result<(), (i64, String)> {
+        let sdkappid = query
+            .get("sdkappid")
+            .ok_or((60012, "sdkappid missing".to_string()))?;
+        if sdkappid.parse::<u64>() != Ok(self.config.sdkappid) {
+            return Err((70020, "SDKAppID not found".into()));
+        }
+        let param = |name: &str| {
+            query
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or((60025, format!("{name} missing from the URL")))
+        };
+        let identifier = param("identifier")?;
+        let sig = param("usersig")?;
+        if param("contenttype")? != "json" {
+            return Err((60025, "contenttype must be json".into()));
+        }
+        if param("random")?.parse::<u32>().is_err() {
+            return Err((60025, "random must be a 32-bit unsigned integer".into()));
+        }
+        usersig::verify(
+            sig,
+            self.config.sdkappid,
+            identifier,
+            &self.config.secret_key,
+            unix_now(),
+        )
+        .map_err(|e| (e.tencent_code() as i64, e.to_string()))?;
+        if *identifier != self.config.identifier {
+            return Err((60010, "the request needs App admin permission".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a query string, percent-decoding the values.
+fn parse_query(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = || {
+            std::str::from_utf8(bytes.get(i + 1..i + 3)?)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        };
+        match (bytes[i], hex()) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,137 @@
+//! What the emulator remembers: groups and their attributes, the limit windows, and a record of
+//! every call it received, so that tests can assert what reached "Tencent" and in what order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::window::Window;
+
+/// Records kept at most; counters go on after that, records stop (long load runs).
+const MAX_RECORDS: usize = 2_000_000;
+
+/// One call as the emulator received it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// `service/command`.
+    pub api: String,
+    /// The GroupId of the payload, when it had one.
+    pub group_id: Option<String>,
+    /// The `identifier` query parameter.
+    pub identifier: Option<String>,
+    /// The `usersig` query parameter.
+    pub usersig: Option<String>,
+    /// The `random` query parameter, when it was a u32.
+    pub random: Option<u32>,
+    /// The body as received.
+    pub body: Bytes,
+    /// The `ErrorCode` answered.
+    pub code: i64,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// A group's attributes, in key order.
+pub type Attrs = BTreeMap<String, String>;
+
+/// Everything behind the emulator's lock.
+#[derive(Debug, Default)]
+pub struct Inner {
+    /// Groups by GroupId.
+    pub groups: HashMap<String, Attrs>,
+    /// Attribute-write windows by GroupId.
+    pub group_windows: HashMap<String, Window>,
+    /// Call windows by API.
+    pub api_windows: HashMap<String, Window>,
+    /// Every call, in arrival order.
+    pub records: Vec<Record>,
+    /// Calls answered with each non-zero code.
+    pub refused: BTreeMap<i64, u64>,
+    /// Calls received in all.
+    pub received: u64,
+    /// Next number for generated GroupIds.
+    pub next_group: u64,
+}
+
+/// The emulator's shared state.
+#[derive(Debug, Default)]
+pub struct State {
+    inner: Mutex<Inner>,
+}
+
+impl State {
+    /// Runs `f` with the state locked. The lock is never held across an await.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut guard = match self.inner.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    /// Every call received so far, in arrival order.
+    pub fn records(&self) -> Vec<Record> {
+        self.with(|s| s.records.clone())
+    }
+
+    /// How many calls were answered with `code`.
+    pub fn refused(&self, code: i64) -> u64 {
+        self.with(|s| s.refused.get(&code).copied().unwrap_or(0))
+    }
+
+    /// Refusals for going over a rate limit (10049 per group, 60007 per API): a correct gateway
+    /// causes none.
+    pub fn limit_refusals(&self) -> u64 {
+        self.refused(10049) + self.refused(60007)
+    }
+
+    /// How many calls arrived in all.
+    pub fn received(&self) -> u64 {
+        self.with(|s| s.received)
+    }
+
+    /// A group's attributes, if the group exists.
+    pub fn group(&self, group_id: &str) -> Option<Attrs> {
+        self.with(|s| s.groups.get(group_id).cloned())
+    }
+
+    /// Creates a group (tests and the demo use it to set the stage).
+    pub fn create_group(&self, group_id: &str) {
+        self.with(|s| {
+            s.groups.entry(group_id.to_string()).or_default();
+        });
+    }
+
+    /// Counters as JSON, for `GET /_emulator/stats`.
+    pub fn stats_json(&self) -> String {
+        self.with(|s| {
+            let refused: BTreeMap<String, u64> =
+                s.refused.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            json!({"received": s.received, "refused": refused, "groups": s.groups.len()})
+                .to_string()
+        })
+    }
+}
+
+impl Inner {
+    /// Forgets windows that have been idle for `span`, so that a long run does not grow them.
+    pub fn prune(&mut self, now: Instant, span: Duration) {
+        self.group_windows.retain(|_, w| !w.is_idle(now, span));
+        self.api_windows.retain(|_, w| !w.is_idle(now, span));
+    }
+
+    /// Stores a record and counts its code.
+    pub fn record(&mut self, record: Record) {
+        self.received += 1;
+        if record.code != 0 {
+            *self.refused.entry(record.code).or_default() += 1;
+        }
+        if self.records.len() < MAX_RECORDS {
+            self.records.push(record);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The one error type. Every failure a request can meet is a variant here, and each variant knows
+//! its HTTP status, its `ErrorCode`, its `x-timgate-error` reason and whether it is worth a retry;
+//! `gateway::answer::error_response` is the only place that turns one into an answer.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::config::ConfigError;
+use crate::validate::Invalid;
+
+/// Everything that can go wrong in timgate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body breaks a rule Tencent would enforce; answered as Tencent would.
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    /// The caller sent no or a wrong bearer token.
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    /// The API is not on `apis.allow`.
+    #[error("{api} is not on this gateway's allow-list")]
+    NotAllowed {
+        /// The `service/command` asked for.
+        api: String,
+    },
+    /// The path is not `/v4/<service>/<command>`.
+    #[error("no such path: {path}; APIs are served at POST /v4/<service>/<command>")]
+    NotFound {
+        /// The path asked for.
+        path: String,
+    },
+    /// An API was called with a method other than POST.
+    #[error("method {method} not allowed; Tencent's REST APIs take POST")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+    },
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("request body over the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The caller's body could not be read (the caller hung up or sent a broken stream).
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    /// The group's queue is full, or its writes could not leave before the deadline.
+    #[error("group write queue is full or its deadline cannot be met; retry after {retry_after:?}")]
+    GroupBusy {
+        /// When a retry has a chance.
+        retry_after: Duration,
+    },
+    /// The API's queue is full, or the request could not leave before its deadline.
+    #[error("API queue is full or its deadline cannot be met; retry after {retry_after:?}")]
+    AppBusy {
+        /// When a retry has a chance.
+        retry_after: Duration,
+    },
+    /// The gateway is draining for shutdown.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    /// No connection to the upstream could be made, or it broke before an answer.
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
+    /// The upstream did not answer within `upstream.request_timeout_ms`.
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+    /// The configuration is wrong.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Startup failed (a listener could not be bound, a CA file could not be parsed, ...).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The gateway's own `ErrorCode`s: 900000 plus the HTTP status, outside Tencent's ranges.
+pub mod gateway_code {
+    /// 401: no or a wrong bearer token.
+    pub const UNAUTHORIZED: i64 = 900401;
+    /// 403: the API is not on the allow-list.
+    pub const NOT_ALLOWED: i64 = 900403;
+    /// 404: not a `/v4/<service>/<command>` path.
+    pub const NOT_FOUND: i64 = 900404;
+    /// 405: not POST.
+    pub const METHOD_NOT_ALLOWED: i64 = 900405;
+    /// 413: body over `server.max_body_bytes`.
+    pub const BODY_TOO_LARGE: i64 = 900413;
+    /// 400: the body could not be read.
+    pub const BODY_READ: i64 = 900400;
+    /// 429: the API's queue is full or its deadline cannot be met.
+    pub const APP_BUSY: i64 = 900429;
+    /// 503: shutting down.
+    pub const SHUTTING_DOWN: i64 = 900503;
+    /// 502: upstream unreachable.
+    pub const UPSTREAM_UNREACHABLE: i64 = 900502;
+    /// 504: upstream timed out.
+    pub const UPSTREAM_TIMEOUT: i64 = 900504;
+    /// 500: a fault inside the gateway.
+    pub const INTERNAL: i64 = 900500;
+}
+
+impl Error {
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Invalid(_) => StatusCode::OK, // Tencent answers payload errors with 200
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::NotAllowed { .. } => StatusCode::FORBIDDEN,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Error::GroupBusy { .. } | Error::AppBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `ErrorCode` of the answer: Tencent's where Tencent would answer, else a gateway code.
+    pub fn error_code(&self) -> i64 {
+        use gateway_code::*;
+        match self {
+            Error::Invalid(invalid) => invalid.code(),
+            Error::Unauthorized => UNAUTHORIZED,
+            Error::NotAllowed { .. } => NOT_ALLOWED,
+            Error::NotFound { .. } => NOT_FOUND,
+            Error::MethodNotAllowed { .. } => METHOD_NOT_ALLOWED,
+            Error::BodyTooLarge { .. } => BODY_TOO_LARGE,
+            Error::BodyRead(_) => BODY_READ,
+            Error::GroupBusy { .. } => 10049, // as Tencent's own group write limit
+            Error::AppBusy { .. } => APP_BUSY,
+            Error::ShuttingDown => SHUTTING_DOWN,
+            Error::UpstreamUnreachable(_) => UPSTREAM_UNREACHABLE,
+            Error::UpstreamTimeout(_) => UPSTREAM_TIMEOUT,
+            Error::Config(_) | Error::Internal(_) => INTERNAL,
+        }
+    }
+
+    /// A stable snake_case name: the `x-timgate-error` header and the `reason` metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid(invalid) => invalid.reason(),
+            Error::Unauthorized => "unauthorized",
+            Error::NotAllowed { .. } => "api_not_allowed",
+            Error::NotFound { .. } => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::BodyRead(_) => "body_read",
+            Error::GroupBusy { .. } => "group_busy",
+            Error::AppBusy { .. } => "app_busy",
+            Error::ShuttingDown => "shutting_down",
+            Error::UpstreamUnreachable(_) => "upstream_unreachable",
+            Error::UpstreamTimeout(_) => "upstream_timeout",
+            Error::Config(_) => "config",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// When a 429 may be retried, for the `Retry-After` header.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::GroupBusy { retry_after } | Error::AppBusy { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! timgate: a gateway that signs, validates, paces and retries calls to the Tencent Cloud IM REST API.
+//!
+//! The binary (`src/main.rs`) is a thin command line over this library; tests and benchmarks drive
+//! the same pieces in-process: [`app::App`] is the gateway, [`emulator`] the Tencent stand-in.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod emulator;
+pub mod error;
+pub mod gateway;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+pub mod tencent;
+pub mod tls;
+pub mod upstream;
+pub mod validate;
+
+pub use error::Error;

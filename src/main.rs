@@ -1,0 +1,214 @@
+//! The `timgate` command line: run the gateway (or the demo), the emulator alone, print a UserSig,
+//! or check a configuration. Configuration problems exit with code 64 and one line per problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use timgate::app::{App, bind};
+use timgate::config::{Config, LogFormat, SecretSource};
+use timgate::emulator::{Emulator, EmulatorConfig};
+use timgate::error::Error;
+use timgate::tencent::signer::Signer;
+
+/// Exit code for a configuration the gateway cannot run with (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A gateway for the Tencent Cloud IM REST API: signs, validates, paces, retries."
+)]
+struct Cli {
+    /// A TOML file laid over the built-in defaults (then TIMGATE__SECTION__KEY variables).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Run the gateway with a built-in Tencent emulator and sample credentials.
+    #[arg(long)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Tencent emulator alone.
+    Emulate(EmulateArgs),
+    /// Print a UserSig for the configured identity.
+    Usersig,
+    /// Load and check the configuration; print what is wrong and exit non-zero.
+    CheckConfig,
+}
+
+#[derive(clap::Args)]
+struct EmulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: std::net::SocketAddr,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The emulated app's SDKAppID.
+    #[arg(long, default_value_t = timgate::emulator::DEMO_SDKAPPID)]
+    sdkappid: u64,
+    /// Its admin account.
+    #[arg(long, default_value = timgate::emulator::DEMO_IDENTIFIER)]
+    identifier: String,
+    /// Its SecretKey.
+    #[arg(long, env = "TIMGATE_EMULATOR_SECRET_KEY", default_value = timgate::emulator::DEMO_SECRET_KEY, hide_default_value = true)]
+    secret_key: String,
+    /// Answer 10010 for unknown groups instead of creating them.
+    #[arg(long)]
+    no_auto_create: bool,
+    /// Latency added to every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Share of attribute writes answered 10002, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    fail_share: f64,
+    /// Attribute writes per group per sliding second before 10049.
+    #[arg(long, default_value_t = 5)]
+    group_writes_per_second: u32,
+    /// Calls per API per sliding second before 60007.
+    #[arg(long, default_value_t = 200)]
+    app_per_second: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Config(e)) => {
+            eprintln!("invalid configuration: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("timgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        None if cli.demo => {
+            timgate::telemetry::init(LogFormat::Text, "info");
+            timgate::demo::run(file, shutdown_signal()).await
+        }
+        None => {
+            let config = Config::load(file)?;
+            timgate::telemetry::init(config.log.format, &config.log.level);
+            App::build(config).await?.serve(shutdown_signal()).await
+        }
+        Some(Command::Emulate(args)) => emulate(args).await,
+        Some(Command::Usersig) => {
+            let config = Config::load(file)?;
+            let signer = Signer::new(&config.tencent)?;
+            println!("{}", signer.usersig());
+            eprintln!(
+                "sdkappid {} identifier {} expires at unix {}",
+                config.tencent.sdkappid,
+                config.tencent.identifier,
+                signer.expires_at()
+            );
+            Ok(())
+        }
+        Some(Command::CheckConfig) => check_config(file),
+    }
+}
+
+fn check_config(file: Option<&std::path::Path>) -> Result<(), Error> {
+    match Config::load(file) {
+        Ok(config) => {
+            let key = match &config.tencent.secret {
+                SecretSource::Inline(_) => "secret_key (inline)".to_string(),
+                SecretSource::File(path) => format!("secret_key_file {}", path.display()),
+            };
+            println!("configuration OK");
+            println!(
+                "  listen {}  admin {}",
+                config.server.listen, config.server.admin_listen
+            );
+            println!(
+                "  upstream {}  sdkappid {}  identifier {}  {key}",
+                config.tencent.base_url, config.tencent.sdkappid, config.tencent.identifier
+            );
+            println!("  allowed APIs: {}", config.allow.join(", "));
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("configuration has {} problem(s):", e.problems.len());
+            for problem in &e.problems {
+                eprintln!("  {problem}");
+            }
+            std::process::exit(EXIT_CONFIG.into());
+        }
+    }
+}
+
+async fn emulate(args: EmulateArgs) -> Result<(), Error> {
+    timgate::telemetry::init(LogFormat::Text, "info");
+    if !(0.0..=1.0).contains(&args.fail_share) {
+        return Err(Error::Internal(
+            "--fail-share must be between 0 and 1".into(),
+        ));
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(timgate::tls::load_server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = bind(args.listen, "--listen").await?;
+    let config = EmulatorConfig {
+        sdkappid: args.sdkappid,
+        identifier: args.identifier,
+        secret_key: args.secret_key,
+        auto_create: !args.no_auto_create,
+        latency: Duration::from_millis(args.latency_ms),
+        fail_share: args.fail_share,
+        group_writes_per_second: args.group_writes_per_second,
+        app_per_second: args.app_per_second,
+    };
+    let emulator = Emulator::spawn(config, listener, tls);
+    println!("emulator listening on {scheme}://{}", emulator.addr);
+    shutdown_signal().await;
+    emulator.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,159 @@
+//! The one `Metrics` struct: its own registry and every metric handle, so that names, HELP texts,
+//! labels and buckets live in one place. Labels are bounded (API names come from the allow-list);
+//! a GroupId is never a label.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Upstream latency buckets, 5 ms to 10 s.
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Caller-seen latency buckets: from under a millisecond (local refusals) to a full queue wait.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Every metric timgate exports, under the `timgate_` prefix.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by API and outcome (`ok`, `fail`, `invalid`, `rejected`, `error`).
+    pub requests: IntCounterVec,
+    /// Non-zero `ErrorCode`s Tencent answered, by API and code.
+    pub tencent_errors: IntCounterVec,
+    /// Time from request to answer as the caller sees it, by API.
+    pub request_duration: HistogramVec,
+    /// Time of one upstream attempt, by API.
+    pub upstream_duration: HistogramVec,
+    /// Upstream attempts made, retries included, by API.
+    pub upstream_attempts: IntCounterVec,
+    /// Upstream attempts in flight now.
+    pub upstream_in_flight: IntGauge,
+    /// Requests the gateway answered itself instead of forwarding, by reason.
+    pub rejections: IntCounterVec,
+    /// When the current UserSig expires, in Unix seconds.
+    pub usersig_expiry: Gauge,
+    /// Always 1, labelled with the version.
+    pub build_info: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let metric = HistogramVec::new(opts, labels).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    /// Creates the registry and registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("timgate".into()), None).expect("valid prefix");
+        let r = &registry;
+        let upstream_in_flight =
+            IntGauge::new("upstream_in_flight", "Upstream attempts in flight now.")
+                .expect("static");
+        r.register(Box::new(upstream_in_flight.clone()))
+            .expect("unique");
+        let usersig_expiry = Gauge::new(
+            "usersig_expiry_timestamp_seconds",
+            "When the current UserSig expires, in Unix seconds.",
+        )
+        .expect("static");
+        r.register(Box::new(usersig_expiry.clone()))
+            .expect("unique");
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; labelled with the version."),
+            &["version"],
+        )
+        .expect("static");
+        r.register(Box::new(build_info.clone())).expect("unique");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique");
+        Metrics {
+            requests: counter(
+                r,
+                "requests_total",
+                "Requests answered, by API and outcome.",
+                &["api", "outcome"],
+            ),
+            tencent_errors: counter(
+                r,
+                "tencent_errors_total",
+                "Non-zero ErrorCodes answered by Tencent, by API and code.",
+                &["api", "code"],
+            ),
+            request_duration: histogram(
+                r,
+                "request_duration_seconds",
+                "Time from request to answer as the caller sees it.",
+                &["api"],
+                REQUEST_BUCKETS,
+            ),
+            upstream_duration: histogram(
+                r,
+                "upstream_duration_seconds",
+                "Time of one upstream attempt.",
+                &["api"],
+                UPSTREAM_BUCKETS,
+            ),
+            upstream_attempts: counter(
+                r,
+                "upstream_attempts_total",
+                "Upstream attempts made, retries included.",
+                &["api"],
+            ),
+            upstream_in_flight,
+            rejections: counter(
+                r,
+                "rejections_total",
+                "Requests the gateway answered itself instead of forwarding, by reason.",
+                &["reason"],
+            ),
+            usersig_expiry,
+            build_info,
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "Could not encode metrics.");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
