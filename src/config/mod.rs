@@ -196,11 +196,18 @@ impl Config {
 
     /// Builds settings from a TOML string laid over the defaults, ignoring the environment.
     pub fn from_toml(toml: &str) -> Result<Config, ConfigError> {
-        let merged = config::Config::builder()
-            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
-            .add_source(File::from_str(toml, FileFormat::Toml))
-            .build()
-            .map_err(ConfigError::from_source)?;
+        Self::from_toml_layers(&[toml])
+    }
+
+    /// Builds settings from TOML strings laid over the defaults in order, ignoring the
+    /// environment (tests build their configuration this way, never with `set_var`).
+    pub fn from_toml_layers(layers: &[&str]) -> Result<Config, ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        for layer in layers {
+            builder = builder.add_source(File::from_str(layer, FileFormat::Toml));
+        }
+        let merged = builder.build().map_err(ConfigError::from_source)?;
         merged
             .try_deserialize::<RawConfig>()
             .map_err(ConfigError::from_source)?

@@ -1,0 +1,237 @@
+//! The binary as a new user meets it: `--demo` and its printed curl, SIGTERM, configuration
+//! mistakes, `usersig`, `check-config` and `emulate`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY};
+use timgate::tencent::{signer::unix_now, usersig};
+
+fn timgate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_timgate"));
+    // Start from a clean slate whatever the developer's shell exports.
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TIMGATE__") || k == "RUST_LOG")
+    {
+        command.env_remove(key);
+    }
+    command
+}
+
+/// Reads the child's stdout lines on a thread, so the test can wait with a timeout.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("expected output within 30 s");
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("timgate did not exit within 15 s of SIGTERM");
+}
+
+#[test]
+fn demo_prints_a_curl_that_works_as_printed_and_exits_0_on_sigterm() {
+    let mut child = timgate()
+        .arg("--demo")
+        .env("TIMGATE__SERVER__LISTEN", "127.0.0.1:0")
+        .env("TIMGATE__SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("timgate starts");
+    let rx = lines(&mut child);
+    let curl = wait_for(&rx, "curl ");
+    assert!(curl.contains("modify_group_attr"), "{curl}");
+    let get = wait_for(&rx, "curl ");
+    let run = |line: &str| {
+        Command::new("sh")
+            .args(["-c", line])
+            .output()
+            .expect("sh runs")
+    };
+    let output = run(&curl);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(r#""ActionStatus":"OK""#),
+        "printed curl answered: {text}"
+    );
+    let text = String::from_utf8_lossy(&run(&get).stdout).to_string();
+    assert!(text.contains(r#"{"key":"song","value":"intro"}"#), "{text}");
+    let status = terminate(&mut child);
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the demo cleanly");
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("timgate runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn missing_identity_is_one_line_and_exit_64_not_a_panic() {
+    let output = run(timgate().env("TIMGATE__SERVER__LISTEN", "127.0.0.1:0"));
+    assert_eq!(output.status.code(), Some(64));
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("invalid configuration: tencent.sdkappid: required"),
+        "{text}"
+    );
+    assert!(text.contains("tencent.secret_key: required"), "{text}");
+    assert!(!text.contains("panicked"));
+}
+
+#[test]
+fn check_config_lists_every_problem_by_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"nowhere\"\n[limits]\napp_per_second = 0\nbackend = \"memcached\"\n",
+    )
+    .expect("write");
+    let output = run(timgate()
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .env("TIMGATE__TENCENT__SDKAPPID", "7"));
+    assert_eq!(output.status.code(), Some(64));
+    let text = stderr(&output);
+    for key in [
+        "server.listen",
+        "limits.app_per_second",
+        "limits.backend",
+        "tencent.secret_key",
+    ] {
+        assert!(
+            text.contains(&format!("  {key}: ")),
+            "{key} missing from: {text}"
+        );
+    }
+    assert!(
+        !text.contains("tencent.sdkappid"),
+        "the environment set it: {text}"
+    );
+
+    std::fs::write(&file, "[server]\nlisten_port = 1\n").expect("write");
+    let output = run(timgate().arg("--config").arg(&file).arg("check-config"));
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("unknown field `listen_port`"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(timgate().args(["--config", "/nonexistent.toml", "check-config"]));
+    assert!(stderr(&output).contains("/nonexistent.toml: no such file"));
+
+    let output = run(timgate()
+        .arg("check-config")
+        .env("TIMGATE__TENCENT__SDKAPPID", "1400000000")
+        .env("TIMGATE__TENCENT__SECRET_KEY", "k")
+        .env("TIMGATE__SERVER__AUTH_TOKENS", "a,b"));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("configuration OK") && !text.contains("secret_key = "),
+        "{text}"
+    );
+}
+
+#[test]
+fn usersig_prints_a_sig_made_from_the_secret_key_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("secret");
+    std::fs::write(&key_file, format!("{DEMO_SECRET_KEY}\n")).expect("write key");
+    let output = run(timgate()
+        .arg("usersig")
+        .env("TIMGATE__TENCENT__SDKAPPID", DEMO_SDKAPPID.to_string())
+        .env("TIMGATE__TENCENT__SECRET_KEY_FILE", &key_file));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let sig = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let decoded = usersig::verify(
+        &sig,
+        DEMO_SDKAPPID,
+        "administrator",
+        DEMO_SECRET_KEY,
+        unix_now(),
+    )
+    .expect("verifies");
+    assert_eq!(decoded.expire, 86400);
+    assert!(!stderr(&output).contains(DEMO_SECRET_KEY));
+
+    let output = run(timgate()
+        .arg("usersig")
+        .env("TIMGATE__TENCENT__SDKAPPID", "1")
+        .env(
+            "TIMGATE__TENCENT__SECRET_KEY_FILE",
+            dir.path().join("missing"),
+        ));
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).contains("tencent.secret_key_file: cannot read"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn emulate_serves_on_the_given_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = timgate()
+        .args(["emulate", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let rx = lines(&mut child);
+    let line = wait_for(&rx, "emulator listening on ");
+    assert_eq!(
+        line,
+        format!("emulator listening on http://127.0.0.1:{port}")
+    );
+    let output = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/_emulator/stats")])
+        .output();
+    if let Ok(output) = output {
+        assert!(String::from_utf8_lossy(&output.stdout).contains(r#""received":0"#));
+    }
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}

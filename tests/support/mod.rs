@@ -1,0 +1,222 @@
+//! Shared test fixtures: a TLS emulator with a throwaway CA (rcgen), a gateway pointed at it over
+//! real sockets on port 0, and a plain HTTP client for the caller's side.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use timgate::app::App;
+use timgate::config::Config;
+use timgate::emulator::{DEMO_SECRET_KEY, Emulator, EmulatorConfig};
+use timgate::metrics::Metrics;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A self-signed certificate for 127.0.0.1 and localhost, with its PEM written to a temp dir.
+pub struct Tls {
+    /// The certificate's PEM file, to be trusted through `ca_file`.
+    pub ca_path: PathBuf,
+    cert_pem: String,
+    key_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Tls {
+    /// Makes a fresh certificate.
+    pub fn new() -> Tls {
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .expect("rcgen makes a certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, certified.cert.pem()).expect("write CA");
+        Tls {
+            ca_path,
+            cert_pem: certified.cert.pem(),
+            key_pem: certified.signing_key.serialize_pem(),
+            _dir: dir,
+        }
+    }
+
+    /// The server side of it.
+    pub fn server_config(&self) -> rustls::ServerConfig {
+        timgate::tls::server_config(self.cert_pem.as_bytes(), self.key_pem.as_bytes())
+            .expect("server config")
+    }
+}
+
+/// Starts an emulator on 127.0.0.1:0, over TLS when `tls` is given.
+pub async fn emulator(config: EmulatorConfig, tls: Option<&Tls>) -> Emulator {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind emulator");
+    Emulator::spawn(config, listener, tls.map(Tls::server_config))
+}
+
+/// The demo app's emulator over TLS, and the TLS material to trust it.
+pub async fn tls_emulator(config: EmulatorConfig) -> (Emulator, Tls) {
+    let tls = Tls::new();
+    let emulator = emulator(config, Some(&tls)).await;
+    (emulator, tls)
+}
+
+/// The base layer of a test gateway's configuration: both listeners on port 0, the demo app's
+/// identity, the upstream at `emulator` trusted through `tls`.
+pub fn base_toml(emulator: SocketAddr, tls: Option<&Tls>) -> String {
+    let (scheme, ca) = match tls {
+        Some(tls) => ("https", tls.ca_path.display().to_string()),
+        None => ("http", String::new()),
+    };
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 5000\n\
+         [tencent]\nsdkappid = {}\nsecret_key = \"{DEMO_SECRET_KEY}\"\nbase_url = \"{scheme}://{emulator}\"\nca_file = \"{ca}\"\n",
+        timgate::emulator::DEMO_SDKAPPID
+    )
+}
+
+/// A gateway serving in the background.
+pub struct Gateway {
+    /// The proxy listener.
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    /// Its metrics.
+    pub metrics: Metrics,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), timgate::Error>>,
+}
+
+impl Gateway {
+    /// Builds and serves a gateway from TOML layers over the defaults.
+    pub async fn start(layers: &[&str]) -> Gateway {
+        let config = Config::from_toml_layers(layers).expect("test config is valid");
+        let app = App::build(config).await.expect("gateway builds");
+        let (addr, admin, metrics) = (app.addr(), app.admin_addr(), app.metrics().clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(async {
+            let _ = stopped.await;
+        }));
+        Gateway {
+            addr,
+            admin,
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// The URL of an API on this gateway.
+    pub fn url(&self, api: &str) -> String {
+        format!("http://{}/v4/{api}", self.addr)
+    }
+
+    /// Signals shutdown and waits until the gateway has drained and stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task
+            .await
+            .expect("serve task")
+            .expect("serve ends cleanly");
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An answer as the caller sees it.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The body's `ErrorCode`.
+    pub fn code(&self) -> i64 {
+        self.json()["ErrorCode"]
+            .as_i64()
+            .expect("ErrorCode is a number")
+    }
+
+    /// The `x-timgate-error` header, if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.headers
+            .get("x-timgate-error")
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A keep-alive HTTP client for the caller's side.
+#[derive(Clone)]
+pub struct Client {
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    /// A new pooled client.
+    pub fn new() -> Client {
+        Client {
+            inner: HyperClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Answer {
+        let response = self.inner.request(request).await.expect("gateway answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("answer body")
+            .to_bytes();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POSTs `body` to `url`.
+    pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> Answer {
+        let request = Request::post(url)
+            .body(Full::new(body.into()))
+            .expect("valid request");
+        self.send(request).await
+    }
+
+    /// GETs `url`.
+    pub async fn get(&self, url: &str) -> Answer {
+        let request = Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .expect("valid request");
+        self.send(request).await
+    }
+}
