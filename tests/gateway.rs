@@ -335,3 +335,29 @@ async fn shutdown_finishes_requests_in_flight_then_stops_listening() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn a_draining_gateway_answers_new_requests_503() {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let config =
+        timgate::config::Config::from_toml(&base_toml(emulator.addr, Some(&tls))).expect("config");
+    let signer = std::sync::Arc::new(
+        timgate::tencent::signer::Signer::new(&config.tencent).expect("signer"),
+    );
+    let upstream = timgate::upstream::Upstream::new(&config).expect("upstream");
+    let gateway =
+        timgate::gateway::Gateway::new(&config, signer, upstream, timgate::metrics::Metrics::new());
+    let request = || {
+        Request::post(format!("/v4/{MODIFY}"))
+            .body(Full::new(Bytes::from_static(
+                br#"{"GroupId":"g","GroupAttr":[{"key":"k","value":"v"}]}"#,
+            )))
+            .expect("request")
+    };
+    assert_eq!(gateway.handle(request()).await.status(), 200);
+    gateway.start_draining();
+    let response = gateway.handle(request()).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["x-timgate-error"], "shutting_down");
+    assert_eq!(emulator.state.received(), 1);
+}

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, header};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -85,8 +85,13 @@ impl Gateway {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Answers one request. Never fails: every error becomes an answer here.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Answers one request. Never fails: every error becomes an answer here. Generic over the
+    /// body so that tests can call it without a socket.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let started = Instant::now();
         let (api, outcome, code, response) = match self.process(req).await {
             Ok((route, reply)) => {
@@ -139,17 +144,19 @@ impl Gateway {
         response
     }
 
-    async fn process(
-        &self,
-        req: Request<Incoming>,
-    ) -> Result<(Route, Reply), (Option<Route>, Error)> {
+    async fn process<B>(&self, req: Request<B>) -> Result<(Route, Reply), (Option<Route>, Error)>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if self.draining.load(Ordering::SeqCst) {
             return Err((None, Error::ShuttingDown));
         }
-        self.authorize(&req).map_err(|e| (None, e))?;
-        let route = self.route(&req).map_err(|e| (None, e))?;
+        let (parts, body) = req.into_parts();
+        self.authorize(&parts.headers).map_err(|e| (None, e))?;
+        let route = self.route(&parts).map_err(|e| (None, e))?;
         let fail = |e| (Some(route.clone()), e);
-        let body = self.read_body(req).await.map_err(fail)?;
+        let body = self.read_body(&parts.headers, body).await.map_err(fail)?;
         let validated = validate::validate(route.kind, &body).map_err(|e| fail(e.into()))?;
         self.forward(&route, &validated, body)
             .await
@@ -157,12 +164,11 @@ impl Gateway {
             .map_err(fail)
     }
 
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Error> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {
         if self.auth_tokens.is_empty() {
             return Ok(());
         }
-        let presented = req
-            .headers()
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -178,8 +184,8 @@ impl Gateway {
         }
     }
 
-    fn route(&self, req: &Request<Incoming>) -> Result<Route, Error> {
-        let path = req.uri().path();
+    fn route(&self, parts: &Parts) -> Result<Route, Error> {
+        let path = parts.uri.path();
         let Some(api) = path
             .strip_prefix("/v4/")
             .filter(|api| split_api(api).is_some())
@@ -188,9 +194,9 @@ impl Gateway {
                 path: truncate(path, 200),
             });
         };
-        if req.method() != Method::POST {
+        if parts.method != Method::POST {
             return Err(Error::MethodNotAllowed {
-                method: req.method().to_string(),
+                method: parts.method.to_string(),
             });
         }
         self.routes
@@ -201,10 +207,13 @@ impl Gateway {
             })
     }
 
-    async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Error> {
+    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, Error>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let limit = self.max_body_bytes;
-        let declared = req
-            .headers()
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
@@ -212,7 +221,7 @@ impl Gateway {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(Error::BodyTooLarge { limit });
         }
-        match Limited::new(req.into_body(), limit).collect().await {
+        match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(Error::BodyTooLarge { limit })
