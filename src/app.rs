@@ -111,20 +111,32 @@ impl App {
                 async move { gateway.handle(req).await }
             }
         };
+        // A quiet gateway forgets idle groups too, not only when the next request comes.
+        let forget = {
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    gateway.pacer().forget_idle();
+                }
+            })
+        };
+        let grace = config.server.shutdown_grace;
+        // Queued requests may still be sent while an answer can come back within the grace.
+        let send_by = grace.saturating_sub(config.upstream.request_timeout);
         let draining = async {
             shutdown.await;
-            tracing::info!("Shutting down: no new requests; draining.");
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                send_by_ms = send_by.as_millis() as u64,
+                "Shutting down: no new requests; draining."
+            );
             ready.store(false, Ordering::SeqCst);
-            gateway.start_draining();
+            gateway.start_draining(tokio::time::Instant::now() + send_by);
         };
-        let drained = server::serve(
-            listener,
-            None,
-            handler,
-            draining,
-            config.server.shutdown_grace,
-        )
-        .await;
+        let drained = server::serve(listener, None, handler, draining, grace).await;
+        forget.abort();
         let _ = stop_admin.send(());
         let _ = admin_task.await;
         tracing::info!(drained, "Stopped.");

@@ -42,20 +42,28 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// A timgate header had a value it cannot use.
+    #[error("{0}")]
+    BadHeader(String),
     /// The caller's body could not be read (the caller hung up or sent a broken stream).
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     /// The group's queue is full, or its writes could not leave before the deadline.
-    #[error("group write queue is full or its deadline cannot be met; retry after {retry_after:?}")]
+    #[error("{} for this group's attribute writes (5 per second); retry after {retry_after:?}", busy_text(*full))]
     GroupBusy {
         /// When a retry has a chance.
         retry_after: Duration,
+        /// True when the queue was full, false when the deadline could not be met.
+        full: bool,
     },
-    /// The API's queue is full, or the request could not leave before its deadline.
-    #[error("API queue is full or its deadline cannot be met; retry after {retry_after:?}")]
+    /// The API's queue (or all queues together) is full, or the request could not leave before
+    /// its deadline.
+    #[error("{} for this API's calls per second; retry after {retry_after:?}", busy_text(*full))]
     AppBusy {
         /// When a retry has a chance.
         retry_after: Duration,
+        /// True when a queue was full, false when the deadline could not be met.
+        full: bool,
     },
     /// The gateway is draining for shutdown.
     #[error("the gateway is shutting down")]
@@ -74,6 +82,14 @@ pub enum Error {
     Internal(String),
 }
 
+fn busy_text(full: bool) -> &'static str {
+    if full {
+        "queue full"
+    } else {
+        "deadline cannot be met"
+    }
+}
+
 /// The gateway's own `ErrorCode`s: 900000 plus the HTTP status, outside Tencent's ranges.
 pub mod gateway_code {
     /// 401: no or a wrong bearer token.
@@ -86,7 +102,7 @@ pub mod gateway_code {
     pub const METHOD_NOT_ALLOWED: i64 = 900405;
     /// 413: body over `server.max_body_bytes`.
     pub const BODY_TOO_LARGE: i64 = 900413;
-    /// 400: the body could not be read.
+    /// 400: the body could not be read, or a timgate header was malformed.
     pub const BODY_READ: i64 = 900400;
     /// 429: the API's queue is full or its deadline cannot be met.
     pub const APP_BUSY: i64 = 900429;
@@ -110,7 +126,7 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Error::BodyRead(_) | Error::BadHeader(_) => StatusCode::BAD_REQUEST,
             Error::GroupBusy { .. } | Error::AppBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -129,7 +145,7 @@ impl Error {
             Error::NotFound { .. } => NOT_FOUND,
             Error::MethodNotAllowed { .. } => METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => BODY_TOO_LARGE,
-            Error::BodyRead(_) => BODY_READ,
+            Error::BodyRead(_) | Error::BadHeader(_) => BODY_READ,
             Error::GroupBusy { .. } => 10049, // as Tencent's own group write limit
             Error::AppBusy { .. } => APP_BUSY,
             Error::ShuttingDown => SHUTTING_DOWN,
@@ -149,8 +165,11 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::BodyRead(_) => "body_read",
-            Error::GroupBusy { .. } => "group_busy",
-            Error::AppBusy { .. } => "app_busy",
+            Error::BadHeader(_) => "bad_header",
+            Error::GroupBusy { full: true, .. } => "group_queue_full",
+            Error::GroupBusy { full: false, .. } => "group_deadline",
+            Error::AppBusy { full: true, .. } => "app_queue_full",
+            Error::AppBusy { full: false, .. } => "app_deadline",
             Error::ShuttingDown => "shutting_down",
             Error::UpstreamUnreachable(_) => "upstream_unreachable",
             Error::UpstreamTimeout(_) => "upstream_timeout",
@@ -162,7 +181,9 @@ impl Error {
     /// When a 429 may be retried, for the `Retry-After` header.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::GroupBusy { retry_after } | Error::AppBusy { retry_after } => Some(*retry_after),
+            Error::GroupBusy { retry_after, .. } | Error::AppBusy { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

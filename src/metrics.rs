@@ -11,6 +11,10 @@ use prometheus::{
 const UPSTREAM_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Queue wait buckets, 1 ms to 60 s.
+const QUEUE_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 /// Caller-seen latency buckets: from under a millisecond (local refusals) to a full queue wait.
 const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -36,6 +40,13 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     /// When the current UserSig expires, in Unix seconds.
     pub usersig_expiry: Gauge,
+    /// Time spent waiting in a lane before the send slot, by lane (`group`, `app`).
+    pub queue_wait: HistogramVec,
+    /// Requests waiting now, by lane: `app` counts every request without a slot yet, `group` the
+    /// writes waiting behind another write of their group.
+    pub queued_requests: IntGaugeVec,
+    /// Groups whose pacing state is in memory.
+    pub active_groups: IntGauge,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
 }
@@ -90,6 +101,17 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let queued_requests = IntGaugeVec::new(
+            Opts::new("queued_requests", "Requests waiting now, by lane."),
+            &["lane"],
+        )
+        .expect("static");
+        r.register(Box::new(queued_requests.clone()))
+            .expect("unique");
+        let active_groups =
+            IntGauge::new("active_groups", "Groups whose pacing state is in memory.")
+                .expect("static");
+        r.register(Box::new(active_groups.clone())).expect("unique");
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -136,6 +158,15 @@ impl Metrics {
                 &["reason"],
             ),
             usersig_expiry,
+            queue_wait: histogram(
+                r,
+                "queue_wait_seconds",
+                "Time spent waiting in a lane before the send slot.",
+                &["lane"],
+                QUEUE_BUCKETS,
+            ),
+            queued_requests,
+            active_groups,
             build_info,
             registry,
         }

@@ -355,7 +355,7 @@ async fn a_draining_gateway_answers_new_requests_503() {
             .expect("request")
     };
     assert_eq!(gateway.handle(request()).await.status(), 200);
-    gateway.start_draining();
+    gateway.start_draining(tokio::time::Instant::now());
     let response = gateway.handle(request()).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["x-timgate-error"], "shutting_down");

@@ -3,11 +3,12 @@
 //! gateway's own.
 
 pub mod answer;
+mod forward;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -17,11 +18,14 @@ use http_body_util::{BodyExt, Limited};
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::pace::Pacer;
 use crate::server::Body;
 use crate::tencent::catalogue::{ApiKind, split_api};
 use crate::tencent::signer::Signer;
 use crate::upstream::{Reply, Upstream};
-use crate::validate::{self, Validated};
+use crate::validate;
+use forward::Forwarder;
+use tokio::time::Instant;
 
 pub use answer::error_response;
 
@@ -36,14 +40,18 @@ struct Route {
 /// The label used for requests that matched no allowed API, so labels stay bounded.
 const UNROUTED: &str = "other";
 
+/// The header a caller may send to wait less than `limits.max_wait_ms` for its slot.
+pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
+
 /// The gateway service, shared by every connection.
 #[derive(Debug)]
 pub struct Gateway {
     routes: HashMap<String, Route>,
     auth_tokens: Vec<String>,
     max_body_bytes: usize,
-    signer: Arc<Signer>,
-    upstream: Upstream,
+    max_wait: Duration,
+    pacer: Pacer,
+    forwarder: Arc<Forwarder>,
     metrics: Metrics,
     draining: AtomicBool,
 }
@@ -56,7 +64,7 @@ impl Gateway {
         upstream: Upstream,
         metrics: Metrics,
     ) -> Gateway {
-        let routes = config
+        let routes: HashMap<String, Route> = config
             .allow
             .iter()
             .map(|name| {
@@ -69,20 +77,29 @@ impl Gateway {
                 )
             })
             .collect();
+        let apis: Vec<Arc<str>> = routes.values().map(|route| route.name.clone()).collect();
         Gateway {
             routes,
             auth_tokens: config.server.auth_tokens.clone(),
             max_body_bytes: config.server.max_body_bytes,
-            signer,
-            upstream,
+            max_wait: config.limits.max_wait,
+            pacer: Pacer::new(&config.limits, &apis, metrics.clone()),
+            forwarder: Arc::new(Forwarder::new(signer, upstream, metrics.clone())),
             metrics,
             draining: AtomicBool::new(false),
         }
     }
 
-    /// From now on, new requests are answered 503 (requests already inside go on).
-    pub fn start_draining(&self) {
+    /// The pacer (the app's timer forgets idle groups through it).
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// From now on, new requests are answered 503; queued requests that cannot be sent by `by`
+    /// are answered 503 too, so every caller has an answer before the grace period ends.
+    pub fn start_draining(&self, by: Instant) {
         self.draining.store(true, Ordering::SeqCst);
+        self.pacer.drain(by);
     }
 
     /// Answers one request. Never fails: every error becomes an answer here. Generic over the
@@ -158,10 +175,40 @@ impl Gateway {
         let fail = |e| (Some(route.clone()), e);
         let body = self.read_body(&parts.headers, body).await.map_err(fail)?;
         let validated = validate::validate(route.kind, &body).map_err(|e| fail(e.into()))?;
-        self.forward(&route, &validated, body)
+        let deadline = Instant::now() + self.max_wait(&parts.headers).map_err(fail)?;
+        let group = match (route.kind.is_group_write(), validated.group_id) {
+            (true, Some(id)) => Some(Arc::<str>::from(id)),
+            _ => None,
+        };
+        let permit = self
+            .pacer
+            .acquire(&route.name, group.as_ref(), deadline)
             .await
-            .map(|r| (route.clone(), r))
-            .map_err(fail)
+            .map_err(fail)?;
+        let forwarder = self.forwarder.clone();
+        let reply = forwarder
+            .send(route.name.clone(), body, permit)
+            .await
+            .map_err(fail)?;
+        Ok((route, reply))
+    }
+
+    /// How long the request may wait for its slot: `limits.max_wait_ms`, or less when the
+    /// caller asks with `x-timgate-max-wait-ms`.
+    fn max_wait(&self, headers: &HeaderMap) -> Result<Duration, Error> {
+        let Some(value) = headers.get(MAX_WAIT_HEADER) else {
+            return Ok(self.max_wait);
+        };
+        let millis = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                Error::BadHeader(format!(
+                    "{MAX_WAIT_HEADER} must be a whole number of milliseconds"
+                ))
+            })?;
+        Ok(self.max_wait.min(Duration::from_millis(millis)))
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {
@@ -228,32 +275,6 @@ impl Gateway {
             }
             Err(e) => Err(Error::BodyRead(e.to_string())),
         }
-    }
-
-    async fn forward(
-        &self,
-        route: &Route,
-        _validated: &Validated,
-        body: Bytes,
-    ) -> Result<Reply, Error> {
-        let query = self.signer.query();
-        let timer = self
-            .metrics
-            .upstream_duration
-            .with_label_values(&[&*route.name])
-            .start_timer();
-        self.metrics
-            .upstream_attempts
-            .with_label_values(&[&*route.name])
-            .inc();
-        self.metrics.upstream_in_flight.inc();
-        let result = self.upstream.send(&route.name, &query, body).await;
-        self.metrics.upstream_in_flight.dec();
-        timer.observe_duration();
-        self.metrics
-            .usersig_expiry
-            .set(self.signer.expires_at() as f64);
-        result
     }
 }
 

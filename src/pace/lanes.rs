@@ -1,0 +1,279 @@
+//! Lane state behind the pacer's lock: one app lane per API, one group lane per GroupId with a
+//! FIFO of waiting writes, the admission arithmetic, and the forgetting of idle groups.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::error::Error;
+
+/// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
+pub const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// One API's budget: GCRA with a burst of one, as the next instant a send may be reserved.
+#[derive(Debug)]
+pub(crate) struct AppLane {
+    /// The theoretical arrival time: no slot before it.
+    pub tat: Instant,
+    /// Spacing between sends.
+    pub interval: Duration,
+    /// Admitted requests of this API that have no slot yet.
+    pub pending: usize,
+}
+
+/// One group's write budget and queue.
+#[derive(Debug)]
+pub(crate) struct GroupLane {
+    /// No write of this group is sent before it.
+    pub tat: Instant,
+    /// Spacing between this group's writes.
+    pub interval: Duration,
+    /// A write of this group holds the lane: it is waiting for its slot or its answer.
+    pub busy: bool,
+    /// Writes waiting behind it, in accept order, each with the signal that hands it the lane.
+    pub waiters: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+impl GroupLane {
+    fn is_idle(&self, now: Instant) -> bool {
+        !self.busy && self.waiters.is_empty() && self.tat <= now
+    }
+}
+
+/// How an admitted request proceeds.
+pub(crate) enum Admitted {
+    /// It holds its group lane (or has none) and may go for its slot at once.
+    Go,
+    /// It waits behind earlier writes of its group until this fires.
+    Wait(oneshot::Receiver<()>),
+}
+
+/// Everything the pacer's lock protects.
+#[derive(Debug)]
+pub(crate) struct Lanes {
+    pub apps: HashMap<Arc<str>, AppLane>,
+    pub groups: HashMap<Arc<str>, GroupLane>,
+    /// Groups that went idle, by when they may be forgotten.
+    idle: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
+    /// Admitted requests without a slot, over all lanes.
+    pub queued: usize,
+    /// Group writes waiting behind another write.
+    pub group_waiting: usize,
+    next_id: u64,
+}
+
+/// The settings lanes are made with.
+#[derive(Debug, Clone)]
+pub struct LaneSettings {
+    /// Spacing of one API's sends.
+    pub app_interval: Duration,
+    /// Spacing of one group's writes.
+    pub group_interval: Duration,
+    /// Most writes waiting in one group's queue.
+    pub max_queue_per_group: usize,
+    /// Most requests waiting over all lanes.
+    pub max_queued: usize,
+}
+
+fn busy(estimate: Instant, now: Instant) -> Duration {
+    estimate
+        .saturating_duration_since(now)
+        .max(Duration::from_secs(1))
+}
+
+impl Lanes {
+    /// Empty lanes for the given APIs.
+    pub fn new(apis: &[Arc<str>], settings: &LaneSettings, now: Instant) -> Lanes {
+        let apps = apis
+            .iter()
+            .map(|api| {
+                (
+                    api.clone(),
+                    AppLane {
+                        tat: now,
+                        interval: settings.app_interval,
+                        pending: 0,
+                    },
+                )
+            })
+            .collect();
+        Lanes {
+            apps,
+            groups: HashMap::new(),
+            idle: BinaryHeap::new(),
+            queued: 0,
+            group_waiting: 0,
+            next_id: 0,
+        }
+    }
+
+    /// Admits a request or refuses it at once: queues full, or its estimated send time (its place
+    /// in line times the lane's spacing) past its deadline.
+    pub fn admit(
+        &mut self,
+        settings: &LaneSettings,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+        now: Instant,
+    ) -> Result<(u64, Admitted), Error> {
+        self.forget_idle(now);
+        if self.queued >= settings.max_queued {
+            return Err(Error::AppBusy {
+                retry_after: Duration::from_secs(1),
+                full: true,
+            });
+        }
+        let app = self.apps.entry(api.clone()).or_insert_with(|| AppLane {
+            tat: now,
+            interval: settings.app_interval,
+            pending: 0,
+        });
+        let app_estimate = app.tat.max(now) + app.interval * app.pending as u32;
+        let mut estimate = app_estimate;
+        if let Some(key) = group {
+            if let Some(lane) = self.groups.get(key) {
+                if lane.waiters.len() >= settings.max_queue_per_group {
+                    let ahead = lane.waiters.len() as u32 + 1;
+                    let retry_after = busy(lane.tat.max(now) + lane.interval * ahead, now);
+                    return Err(Error::GroupBusy {
+                        retry_after,
+                        full: true,
+                    });
+                }
+                let ahead = lane.waiters.len() as u32 + u32::from(lane.busy);
+                let group_estimate = lane.tat.max(now) + lane.interval * ahead;
+                if group_estimate > deadline && group_estimate >= app_estimate {
+                    return Err(Error::GroupBusy {
+                        retry_after: busy(group_estimate, now),
+                        full: false,
+                    });
+                }
+                estimate = estimate.max(group_estimate);
+            }
+        }
+        if estimate > deadline {
+            return Err(Error::AppBusy {
+                retry_after: busy(estimate, now),
+                full: false,
+            });
+        }
+        app.pending += 1;
+        self.queued += 1;
+        self.next_id += 1;
+        let id = self.next_id;
+        let Some(key) = group else {
+            return Ok((id, Admitted::Go));
+        };
+        let lane = self.groups.entry(key.clone()).or_insert_with(|| GroupLane {
+            tat: now,
+            interval: settings.group_interval,
+            busy: false,
+            waiters: VecDeque::new(),
+        });
+        if !lane.busy {
+            lane.busy = true;
+            return Ok((id, Admitted::Go));
+        }
+        let (tx, rx) = oneshot::channel();
+        lane.waiters.push_back((id, tx));
+        self.group_waiting += 1;
+        Ok((id, Admitted::Wait(rx)))
+    }
+
+    /// When the group's next write may leave (now for a new or rested group).
+    pub fn group_ready_at(&self, group: &Arc<str>, now: Instant) -> Instant {
+        self.groups.get(group).map_or(now, |lane| lane.tat.max(now))
+    }
+
+    /// Reserves the next app slot (and the group's, together): the send time, or `None` if it
+    /// would be past `deadline`, in which case nothing is taken.
+    ///
+    /// A slot may lie up to [`TIMER_SLACK`] in the past: tokio's timers fire on whole
+    /// milliseconds, and charging that lateness to the schedule would lose up to 1 ms per send
+    /// (a fifth of an app interval). The schedule stays exactly spaced; actual sends trail it by
+    /// at most the slack, which `window_guard_ms` covers.
+    pub fn reserve(
+        &mut self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+        now: Instant,
+    ) -> Option<Instant> {
+        let app = self.apps.get_mut(api)?;
+        let earliest = now.checked_sub(TIMER_SLACK).unwrap_or(now);
+        let group_tat = group.and_then(|g| self.groups.get(g)).map(|lane| lane.tat);
+        let slot = app.tat.max(group_tat.unwrap_or(earliest)).max(earliest);
+        if slot > deadline {
+            return None;
+        }
+        app.tat = slot + app.interval;
+        if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
+            lane.tat = slot + lane.interval;
+        }
+        Some(slot)
+    }
+
+    /// An admitted request leaves the queue (it got its slot, or gave up).
+    pub fn unqueue(&mut self, api: &Arc<str>) {
+        if let Some(app) = self.apps.get_mut(api) {
+            app.pending = app.pending.saturating_sub(1);
+        }
+        self.queued = self.queued.saturating_sub(1);
+    }
+
+    /// Removes a waiter from its group's queue. False if it was no longer there: it had already
+    /// been handed the lane.
+    pub fn leave_queue(&mut self, group: &Arc<str>, id: u64) -> bool {
+        let Some(lane) = self.groups.get_mut(group) else {
+            return false;
+        };
+        let Some(at) = lane.waiters.iter().position(|(waiter, _)| *waiter == id) else {
+            return false;
+        };
+        lane.waiters.remove(at);
+        self.group_waiting -= 1;
+        true
+    }
+
+    /// The write holding the group is done: hand the lane to the next live waiter, in order.
+    pub fn release(&mut self, group: &Arc<str>) {
+        let Some(lane) = self.groups.get_mut(group) else {
+            return;
+        };
+        while let Some((_, handover)) = lane.waiters.pop_front() {
+            self.group_waiting -= 1;
+            // A waiter whose caller just hung up has dropped its receiver: skip it. Its own
+            // cleanup will find itself gone from the queue and do nothing more.
+            if handover.send(()).is_ok() {
+                return;
+            }
+        }
+        lane.busy = false;
+        self.idle.push(Reverse((lane.tat, group.clone())));
+    }
+
+    /// Forgets groups whose last write's spacing has passed with nothing waiting: memory follows
+    /// queued work, not the number of groups ever seen.
+    pub fn forget_idle(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.idle.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, group))) = self.idle.pop() else {
+                break;
+            };
+            if self
+                .groups
+                .get(&group)
+                .is_some_and(|lane| lane.is_idle(now))
+            {
+                self.groups.remove(&group);
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Pacing: every request passes its API's lane, group attribute writes their group's lane too, so
+//! that Tencent never sees more than `app_per_second` calls per API or `group_writes_per_second`
+//! writes per group in any sliding second. Sends are spaced evenly (GCRA with a burst of one) at
+//! `(1000 ms + window_guard_ms) / rate`; a group's writes leave in accept order, one in flight.
+//!
+//! Each request waits in its own task on tokio timers: the only shared state is [`lanes::Lanes`]
+//! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
+
+mod lanes;
+mod ticket;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::LimitsConfig;
+use crate::error::Error;
+use crate::metrics::Metrics;
+pub use lanes::LaneSettings;
+use lanes::{Admitted, Lanes};
+pub use ticket::Permit;
+use ticket::{Phase, Ticket};
+
+/// The spacing that keeps `rate` sends inside any window of one second plus `guard`.
+pub fn interval(rate: u32, guard: Duration) -> Duration {
+    (Duration::from_secs(1) + guard) / rate.max(1)
+}
+
+/// The pacer, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: LaneSettings,
+    lanes: Mutex<Lanes>,
+    metrics: Metrics,
+    /// Set when the gateway starts draining: nothing is sent after this instant.
+    drain: watch::Sender<Option<Instant>>,
+}
+
+/// Why a wait ended without its turn.
+enum Stop {
+    /// The request's own deadline passed.
+    Deadline,
+    /// The gateway is shutting down and the request could not leave in time.
+    Drain,
+}
+
+impl Pacer {
+    /// A pacer for the given APIs with the configured limits.
+    pub fn new(limits: &LimitsConfig, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
+        let settings = LaneSettings {
+            app_interval: interval(limits.app_per_second, limits.window_guard),
+            group_interval: interval(limits.group_writes_per_second, limits.window_guard),
+            max_queue_per_group: limits.max_queue_per_group,
+            max_queued: limits.max_queued,
+        };
+        Self::with_settings(settings, apis, metrics)
+    }
+
+    /// A pacer with explicit lane settings (tests and benchmarks).
+    pub fn with_settings(settings: LaneSettings, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
+        let lanes = Mutex::new(Lanes::new(apis, &settings, Instant::now()));
+        let (drain, _) = watch::channel(None);
+        Pacer {
+            inner: Arc::new(Inner {
+                settings,
+                lanes,
+                metrics,
+                drain,
+            }),
+        }
+    }
+
+    fn lanes(&self) -> MutexGuard<'_, Lanes> {
+        // A panic while holding the lock cannot leave lanes half-updated in a way that matters
+        // more than stopping the gateway would: keep serving.
+        self.inner
+            .lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits for this request's turn: its group's earlier writes answered, its group's spacing
+    /// passed, and an app slot reserved. Returns the permit to send at its slot, or refuses at
+    /// once when the request cannot leave before `deadline`. Dropping the future (the caller
+    /// hung up) takes the request out of line; it is never sent.
+    pub async fn acquire(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+    ) -> Result<Permit, Error> {
+        let admitted_at = Instant::now();
+        let (id, admitted) = {
+            let mut lanes = self.lanes();
+            let result = lanes.admit(
+                &self.inner.settings,
+                api,
+                group,
+                self.cutoff(deadline),
+                admitted_at,
+            );
+            self.publish(&lanes);
+            result?
+        };
+        let mut ticket = Ticket::new(self.clone(), api.clone(), group.cloned(), id);
+        if let Admitted::Wait(handover) = admitted {
+            ticket.phase = Phase::Waiting;
+            let handed = self
+                .bounded(handover, deadline)
+                .await
+                .map_err(|stop| stop.into_error(true))?;
+            // The sender lives in the group's queue until it hands over; a lane with waiters is
+            // never forgotten, so a closed channel would be a bug, answered rather than hung.
+            handed.map_err(|_| Error::Internal("group lane handover lost".into()))?;
+        }
+        ticket.phase = Phase::Holding;
+        let slot = self.take_slot(api, group, deadline).await?;
+        if group.is_some() {
+            self.observe_wait("group", admitted_at.elapsed());
+        }
+        Ok(ticket.into_permit(slot))
+    }
+
+    /// Takes a new slot in both lanes for another attempt of a request that holds `permit`,
+    /// keeping its group's lane (so no later write overtakes a retry).
+    pub async fn reacquire(&self, permit: &mut Permit, deadline: Instant) -> Result<(), Error> {
+        let (api, group) = (permit.api.clone(), permit.group.clone());
+        permit.slot = self.take_slot(&api, group.as_ref(), deadline).await?;
+        Ok(())
+    }
+
+    /// Waits out the group's spacing, then reserves the app slot and the group slot together.
+    async fn take_slot(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+    ) -> Result<Instant, Error> {
+        if let Some(group) = group {
+            let ready = self.lanes().group_ready_at(group, Instant::now());
+            if ready > self.cutoff(deadline) {
+                let retry_after = ready.saturating_duration_since(Instant::now());
+                return Err(Error::GroupBusy {
+                    retry_after,
+                    full: false,
+                });
+            }
+            self.bounded(tokio::time::sleep_until(ready), deadline)
+                .await
+                .map_err(|stop| stop.into_error(true))?;
+        }
+        let now = Instant::now();
+        let slot = self.lanes().reserve(api, group, self.cutoff(deadline), now);
+        let slot = slot.ok_or(Error::AppBusy {
+            retry_after: Duration::from_secs(1),
+            full: false,
+        })?;
+        self.observe_wait("app", slot.saturating_duration_since(now));
+        Ok(slot)
+    }
+
+    /// The last instant a request with `deadline` may be sent: earlier while draining.
+    fn cutoff(&self, deadline: Instant) -> Instant {
+        self.inner
+            .drain
+            .borrow()
+            .map_or(deadline, |drain| drain.min(deadline))
+    }
+
+    /// Runs `fut` until it completes, the deadline passes, or draining cuts it short.
+    async fn bounded<F: std::future::Future>(
+        &self,
+        fut: F,
+        deadline: Instant,
+    ) -> Result<F::Output, Stop> {
+        let mut drain = self.inner.drain.subscribe();
+        tokio::pin!(fut);
+        loop {
+            let drain_by = *drain.borrow_and_update();
+            let until = drain_by.map_or(deadline, |d| d.min(deadline));
+            tokio::select! {
+                biased;
+                out = &mut fut => return Ok(out),
+                () = tokio::time::sleep_until(until) => {
+                    return Err(if until < deadline { Stop::Drain } else { Stop::Deadline });
+                }
+                changed = drain.changed() => {
+                    if changed.is_err() {
+                        // The pacer is going away with the gateway: stop waiting.
+                        return Err(Stop::Drain);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gateway is shutting down: requests that cannot be sent by `by` are answered 503 then
+    /// (or now), never left hanging past the grace period.
+    pub fn drain(&self, by: Instant) {
+        self.inner.drain.send_replace(Some(by));
+    }
+
+    /// Forgets idle groups now (a timer calls it, so a quiet gateway shrinks too).
+    pub fn forget_idle(&self) {
+        let mut lanes = self.lanes();
+        lanes.forget_idle(Instant::now());
+        self.publish(&lanes);
+    }
+
+    fn observe_wait(&self, lane: &str, waited: Duration) {
+        self.inner
+            .metrics
+            .queue_wait
+            .with_label_values(&[lane])
+            .observe(waited.as_secs_f64());
+    }
+
+    fn publish(&self, lanes: &Lanes) {
+        let metrics = &self.inner.metrics;
+        metrics
+            .queued_requests
+            .with_label_values(&["app"])
+            .set(lanes.queued as i64);
+        metrics
+            .queued_requests
+            .with_label_values(&["group"])
+            .set(lanes.group_waiting as i64);
+        metrics.active_groups.set(lanes.groups.len() as i64);
+    }
+
+    /// Requests admitted and not yet given a slot.
+    pub fn queued(&self) -> usize {
+        self.lanes().queued
+    }
+
+    /// Groups with state in memory.
+    pub fn active_groups(&self) -> usize {
+        self.lanes().groups.len()
+    }
+}
+
+impl Stop {
+    fn into_error(self, group: bool) -> Error {
+        let retry_after = Duration::from_secs(1);
+        match self {
+            Stop::Drain => Error::ShuttingDown,
+            Stop::Deadline if group => Error::GroupBusy {
+                retry_after,
+                full: false,
+            },
+            Stop::Deadline => Error::AppBusy {
+                retry_after,
+                full: false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

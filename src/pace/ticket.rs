@@ -1,0 +1,106 @@
+//! A request's place in line, and the permit it becomes: both give their place back when dropped,
+//! so a caller who hangs up, a deadline that passes, or a panic never leaves a lane held.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::Pacer;
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Admitted, waiting behind earlier writes of its group.
+    Waiting,
+    /// Holding its group lane (or it has none), waiting for a slot.
+    Holding,
+    /// Turned into a permit: the permit cleans up.
+    Done,
+}
+
+/// An admitted request without a slot yet.
+pub(super) struct Ticket {
+    pacer: Pacer,
+    api: Arc<str>,
+    group: Option<Arc<str>>,
+    id: u64,
+    pub(super) phase: Phase,
+}
+
+impl Ticket {
+    pub(super) fn new(pacer: Pacer, api: Arc<str>, group: Option<Arc<str>>, id: u64) -> Ticket {
+        Ticket {
+            pacer,
+            api,
+            group,
+            id,
+            phase: Phase::Holding,
+        }
+    }
+
+    /// The slot is reserved: the request leaves the queue and holds its group until answered.
+    pub(super) fn into_permit(mut self, slot: Instant) -> Permit {
+        self.phase = Phase::Done;
+        {
+            let mut lanes = self.pacer.lanes();
+            lanes.unqueue(&self.api);
+            self.pacer.publish(&lanes);
+        }
+        Permit {
+            pacer: self.pacer.clone(),
+            api: self.api.clone(),
+            group: self.group.take(),
+            slot,
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let mut lanes = self.pacer.lanes();
+        lanes.unqueue(&self.api);
+        if let Some(group) = &self.group {
+            // A waiter that is no longer in the queue was handed the lane as it gave up.
+            let handed_over = self.phase == Phase::Holding || !lanes.leave_queue(group, self.id);
+            if handed_over {
+                lanes.release(group);
+            }
+        }
+        self.pacer.publish(&lanes);
+    }
+}
+
+/// Leave to send at `slot`. Holds the group's lane until dropped (after the answer, retries
+/// included), so the group's next write waits for it.
+#[derive(Debug)]
+pub struct Permit {
+    pacer: Pacer,
+    pub(super) api: Arc<str>,
+    pub(super) group: Option<Arc<str>>,
+    pub(super) slot: Instant,
+}
+
+impl Permit {
+    /// When this attempt may be sent.
+    pub fn slot(&self) -> Instant {
+        self.slot
+    }
+
+    /// Sleeps until the slot.
+    pub async fn wait(&self) {
+        tokio::time::sleep_until(self.slot).await;
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(group) = &self.group {
+            let mut lanes = self.pacer.lanes();
+            lanes.release(group);
+            self.pacer.publish(&lanes);
+        }
+    }
+}
