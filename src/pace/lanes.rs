@@ -135,26 +135,24 @@ impl Lanes {
         });
         let app_estimate = app.tat.max(now) + app.interval * app.pending as u32;
         let mut estimate = app_estimate;
-        if let Some(key) = group {
-            if let Some(lane) = self.groups.get(key) {
-                if lane.waiters.len() >= settings.max_queue_per_group {
-                    let ahead = lane.waiters.len() as u32 + 1;
-                    let retry_after = busy(lane.tat.max(now) + lane.interval * ahead, now);
-                    return Err(Error::GroupBusy {
-                        retry_after,
-                        full: true,
-                    });
-                }
-                let ahead = lane.waiters.len() as u32 + u32::from(lane.busy);
-                let group_estimate = lane.tat.max(now) + lane.interval * ahead;
-                if group_estimate > deadline && group_estimate >= app_estimate {
-                    return Err(Error::GroupBusy {
-                        retry_after: busy(group_estimate, now),
-                        full: false,
-                    });
-                }
-                estimate = estimate.max(group_estimate);
+        if let Some(lane) = group.and_then(|key| self.groups.get(key)) {
+            if lane.waiters.len() >= settings.max_queue_per_group {
+                let ahead = lane.waiters.len() as u32 + 1;
+                let retry_after = busy(lane.tat.max(now) + lane.interval * ahead, now);
+                return Err(Error::GroupBusy {
+                    retry_after,
+                    full: true,
+                });
             }
+            let ahead = lane.waiters.len() as u32 + u32::from(lane.busy);
+            let group_estimate = lane.tat.max(now) + lane.interval * ahead;
+            if group_estimate > deadline && group_estimate >= app_estimate {
+                return Err(Error::GroupBusy {
+                    retry_after: busy(group_estimate, now),
+                    full: false,
+                });
+            }
+            estimate = estimate.max(group_estimate);
         }
         if estimate > deadline {
             return Err(Error::AppBusy {
