@@ -40,6 +40,8 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     /// When the current UserSig expires, in Unix seconds.
     pub usersig_expiry: Gauge,
+    /// Requests admitted to the pacer, by API (each is sent or answered by the gateway once).
+    pub admitted: IntCounterVec,
     /// Time spent waiting in a lane before the send slot, by lane (`group`, `app`).
     pub queue_wait: HistogramVec,
     /// Requests waiting now, by lane: `app` counts every request without a slot yet, `group` the
@@ -164,6 +166,12 @@ impl Metrics {
                 "Time spent waiting in a lane before the send slot.",
                 &["lane"],
                 QUEUE_BUCKETS,
+            ),
+            admitted: counter(
+                r,
+                "admitted_total",
+                "Requests admitted to the pacer.",
+                &["api"],
             ),
             queued_requests,
             active_groups,

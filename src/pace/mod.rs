@@ -109,6 +109,11 @@ impl Pacer {
             self.publish(&lanes);
             result?
         };
+        self.inner
+            .metrics
+            .admitted
+            .with_label_values(&[&**api])
+            .inc();
         let mut ticket = Ticket::new(self.clone(), api.clone(), group.cloned(), id);
         if let Admitted::Wait(handover) = admitted {
             ticket.phase = Phase::Waiting;
