@@ -321,3 +321,30 @@ async fn a_caller_who_hangs_up_while_queued_is_never_sent() {
     assert!(values.iter().all(|v| !v.contains("second")), "{values:?}");
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_while_waiting_for_an_app_slot_is_never_sent() {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let slow = "[limits]\napp_per_second = 2\n";
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), slow]).await;
+    let get = gateway.url("group_open_attr_http_svc/get_group_attr");
+    let client = Client::new();
+    assert_eq!(client.post(&get, r#"{"GroupId":"a"}"#).await.code(), 0);
+    // The next slot is about 510 ms away; this caller leaves after 100 ms.
+    let impatient = Client::new();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        impatient.post(&get, r#"{"GroupId":"b"}"#),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    drop(impatient);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        emulator.state.received(),
+        1,
+        "the abandoned read was never sent"
+    );
+    assert_eq!(client.post(&get, r#"{"GroupId":"c"}"#).await.code(), 0);
+    gateway.shutdown().await;
+}

@@ -30,8 +30,8 @@ impl Forwarder {
         }
     }
 
-    /// Sends `body` to `api` at the permit's slot and returns Tencent's answer. The permit (and
-    /// with it the group's lane) is released when the answer is in.
+    /// Sends `body` to `api` now (the permit's slot has come) and returns Tencent's answer. The
+    /// permit, and with it the group's lane, is released when the answer is in.
     pub async fn send(
         self: Arc<Self>,
         api: Arc<str>,
@@ -39,7 +39,6 @@ impl Forwarder {
         permit: Permit,
     ) -> Result<Reply, Error> {
         let task = tokio::spawn(async move {
-            permit.wait().await;
             let reply = self.attempt(&api, body).await;
             drop(permit);
             reply

@@ -194,13 +194,15 @@ impl Lanes {
     /// A slot may lie up to [`TIMER_SLACK`] in the past: tokio's timers fire on whole
     /// milliseconds, and charging that lateness to the schedule would lose up to 1 ms per send
     /// (a fifth of an app interval). The schedule stays exactly spaced; actual sends trail it by
-    /// at most the slack, which `window_guard_ms` covers.
+    /// at most the slack, which `window_guard_ms` covers. `first` is false for a retry, which
+    /// was never counted as pending.
     pub fn reserve(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
         now: Instant,
+        first: bool,
     ) -> Option<Instant> {
         let app = self.apps.get_mut(api)?;
         let earliest = now.checked_sub(TIMER_SLACK).unwrap_or(now);
@@ -210,17 +212,24 @@ impl Lanes {
             return None;
         }
         app.tat = slot + app.interval;
+        if first {
+            app.pending = app.pending.saturating_sub(1);
+        }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
             lane.tat = slot + lane.interval;
         }
         Some(slot)
     }
 
-    /// An admitted request leaves the queue (it got its slot, or gave up).
-    pub fn unqueue(&mut self, api: &Arc<str>) {
+    /// An admitted request gave up before it had a slot.
+    pub fn unpend(&mut self, api: &Arc<str>) {
         if let Some(app) = self.apps.get_mut(api) {
             app.pending = app.pending.saturating_sub(1);
         }
+    }
+
+    /// An admitted request leaves the queue: it is being sent, or it gave up.
+    pub fn unqueue(&mut self) {
         self.queued = self.queued.saturating_sub(1);
     }
 

@@ -126,19 +126,30 @@ impl Pacer {
             handed.map_err(|_| Error::Internal("group lane handover lost".into()))?;
         }
         ticket.phase = Phase::Holding;
-        let slot = self.take_slot(api, group, deadline).await?;
+        let slot = self.take_slot(api, group, deadline, true).await?;
+        ticket.phase = Phase::Reserved;
         if group.is_some() {
             self.observe_wait("group", admitted_at.elapsed());
         }
+        // Wait for the slot here, where a caller who hangs up still takes the request out of
+        // line: the slot goes unused, but nothing is sent for a caller who is gone.
+        self.bounded(tokio::time::sleep_until(slot), deadline)
+            .await
+            .map_err(|stop| stop.into_error(false))?;
         Ok(ticket.into_permit(slot))
     }
 
-    /// Takes a new slot in both lanes for another attempt of a request that holds `permit`,
-    /// keeping its group's lane (so no later write overtakes a retry).
+    /// Takes a new slot in both lanes for another attempt of a request that holds `permit`, and
+    /// waits for it, keeping its group's lane (so no later write overtakes a retry).
     pub async fn reacquire(&self, permit: &mut Permit, deadline: Instant) -> Result<(), Error> {
         let (api, group) = (permit.api.clone(), permit.group.clone());
-        permit.slot = self.take_slot(&api, group.as_ref(), deadline).await?;
-        Ok(())
+        let slot = self
+            .take_slot(&api, group.as_ref(), deadline, false)
+            .await?;
+        permit.slot = slot;
+        self.bounded(tokio::time::sleep_until(slot), deadline)
+            .await
+            .map_err(|stop| stop.into_error(false))
     }
 
     /// Waits out the group's spacing, then reserves the app slot and the group slot together.
@@ -147,6 +158,7 @@ impl Pacer {
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
+        first: bool,
     ) -> Result<Instant, Error> {
         if let Some(group) = group {
             let ready = self.lanes().group_ready_at(group, Instant::now());
@@ -162,7 +174,9 @@ impl Pacer {
                 .map_err(|stop| stop.into_error(true))?;
         }
         let now = Instant::now();
-        let slot = self.lanes().reserve(api, group, self.cutoff(deadline), now);
+        let slot = self
+            .lanes()
+            .reserve(api, group, self.cutoff(deadline), now, first);
         let slot = slot.ok_or(Error::AppBusy {
             retry_after: Duration::from_secs(1),
             full: false,

@@ -47,7 +47,6 @@ fn write(
     let (pacer, log, group) = (pacer.clone(), log.clone(), Arc::<str>::from(group));
     tokio::spawn(async move {
         let permit = pacer.acquire(&api(), Some(&group), far()).await?;
-        permit.wait().await;
         let slot = permit.slot() - start;
         log.lock()
             .expect("log")
@@ -214,6 +213,7 @@ async fn deadlines_and_full_queues_refuse_at_admission_without_waiting() {
         }) => assert!(retry_after >= Duration::from_secs(1)),
         other => panic!("expected a full group queue, got {other:?}"),
     }
+    assert_eq!(start.elapsed(), Duration::ZERO, "refusals are immediate");
     // Four writes ahead of a new one (one holding, three waiting): 4 x 204 ms > 500 ms.
     let soon = Instant::now() + Duration::from_millis(500);
     let other_group: Arc<str> = Arc::from("h");
@@ -238,6 +238,7 @@ async fn deadlines_and_full_queues_refuse_at_admission_without_waiting() {
         .map(|i| write(&pacer, "g", i, &Log::default(), Instant::now()))
         .collect();
     tokio::task::yield_now().await;
+    let start = Instant::now();
     match pacer.acquire(&api(), Some(&group), soon).await {
         Err(Error::GroupBusy { full: false, .. }) => {}
         other => panic!("expected a deadline refusal, got {other:?}"),
@@ -279,13 +280,11 @@ async fn a_retry_keeps_the_group_and_takes_a_new_slot_in_both_lanes() {
         .expect("holds");
     let log = Log::default();
     let later = write(&pacer, "g", 2, &log, start);
-    first.wait().await;
     pacer
         .reacquire(&mut first, far())
         .await
         .expect("retry slot");
     assert!((ms(first.slot() - start) - GROUP_MS).abs() < 0.01);
-    first.wait().await;
     drop(first);
     later.await.expect("task").expect("sent");
     let log = log.lock().expect("log");

@@ -14,6 +14,8 @@ pub(super) enum Phase {
     Waiting,
     /// Holding its group lane (or it has none), waiting for a slot.
     Holding,
+    /// Holding its group lane with a slot reserved, waiting for the slot to come.
+    Reserved,
     /// Turned into a permit: the permit cleans up.
     Done,
 }
@@ -38,12 +40,12 @@ impl Ticket {
         }
     }
 
-    /// The slot is reserved: the request leaves the queue and holds its group until answered.
+    /// The slot has come: the request leaves the queue and holds its group until answered.
     pub(super) fn into_permit(mut self, slot: Instant) -> Permit {
         self.phase = Phase::Done;
         {
             let mut lanes = self.pacer.lanes();
-            lanes.unqueue(&self.api);
+            lanes.unqueue();
             self.pacer.publish(&lanes);
         }
         Permit {
@@ -61,10 +63,13 @@ impl Drop for Ticket {
             return;
         }
         let mut lanes = self.pacer.lanes();
-        lanes.unqueue(&self.api);
+        lanes.unqueue();
+        if self.phase != Phase::Reserved {
+            lanes.unpend(&self.api);
+        }
         if let Some(group) = &self.group {
             // A waiter that is no longer in the queue was handed the lane as it gave up.
-            let handed_over = self.phase == Phase::Holding || !lanes.leave_queue(group, self.id);
+            let handed_over = self.phase != Phase::Waiting || !lanes.leave_queue(group, self.id);
             if handed_over {
                 lanes.release(group);
             }
@@ -73,7 +78,7 @@ impl Drop for Ticket {
     }
 }
 
-/// Leave to send at `slot`. Holds the group's lane until dropped (after the answer, retries
+/// Leave to send now. Holds the group's lane until dropped (after the answer, retries
 /// included), so the group's next write waits for it.
 #[derive(Debug)]
 pub struct Permit {
@@ -84,14 +89,9 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// When this attempt may be sent.
+    /// The slot this attempt was given (it has come: send now).
     pub fn slot(&self) -> Instant {
         self.slot
-    }
-
-    /// Sleeps until the slot.
-    pub async fn wait(&self) {
-        tokio::time::sleep_until(self.slot).await;
     }
 }
 
