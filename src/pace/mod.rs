@@ -9,9 +9,11 @@
 mod lanes;
 mod ticket;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -38,9 +40,37 @@ pub struct Pacer {
 struct Inner {
     settings: LaneSettings,
     lanes: Mutex<Lanes>,
-    metrics: Metrics,
+    metrics: PaceMetrics,
     /// Set when the gateway starts draining: nothing is sent after this instant.
     drain: watch::Sender<Option<Instant>>,
+}
+
+/// The pacer's metric handles, resolved once: a label lookup per request would cost more than
+/// the pacing itself.
+#[derive(Debug)]
+struct PaceMetrics {
+    all: Metrics,
+    queued_app: IntGauge,
+    queued_group: IntGauge,
+    wait_app: Histogram,
+    wait_group: Histogram,
+    admitted: HashMap<Arc<str>, IntCounter>,
+}
+
+impl PaceMetrics {
+    fn new(all: Metrics, apis: &[Arc<str>]) -> PaceMetrics {
+        PaceMetrics {
+            queued_app: all.queued_requests.with_label_values(&["app"]),
+            queued_group: all.queued_requests.with_label_values(&["group"]),
+            wait_app: all.queue_wait.with_label_values(&["app"]),
+            wait_group: all.queue_wait.with_label_values(&["group"]),
+            admitted: apis
+                .iter()
+                .map(|api| (api.clone(), all.admitted.with_label_values(&[&**api])))
+                .collect(),
+            all,
+        }
+    }
 }
 
 /// Why a wait ended without its turn.
@@ -67,6 +97,7 @@ impl Pacer {
     pub fn with_settings(settings: LaneSettings, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
         let lanes = Mutex::new(Lanes::new(apis, &settings, Instant::now()));
         let (drain, _) = watch::channel(None);
+        let metrics = PaceMetrics::new(metrics, apis);
         Pacer {
             inner: Arc::new(Inner {
                 settings,
@@ -109,11 +140,16 @@ impl Pacer {
             self.publish(&lanes);
             result?
         };
-        self.inner
-            .metrics
-            .admitted
-            .with_label_values(&[&**api])
-            .inc();
+        match self.inner.metrics.admitted.get(api) {
+            Some(counter) => counter.inc(),
+            None => self
+                .inner
+                .metrics
+                .all
+                .admitted
+                .with_label_values(&[&**api])
+                .inc(),
+        }
         let mut ticket = Ticket::new(self.clone(), api.clone(), group.cloned(), id);
         if let Admitted::Wait(handover) = admitted {
             ticket.phase = Phase::Waiting;
@@ -129,11 +165,11 @@ impl Pacer {
         let slot = self.take_slot(api, group, deadline, true).await?;
         ticket.phase = Phase::Reserved;
         if group.is_some() {
-            self.observe_wait("group", admitted_at.elapsed());
+            self.observe_wait(true, admitted_at.elapsed());
         }
         // Wait for the slot here, where a caller who hangs up still takes the request out of
         // line: the slot goes unused, but nothing is sent for a caller who is gone.
-        self.bounded(tokio::time::sleep_until(slot), deadline)
+        self.bounded(sleep_until(slot), deadline)
             .await
             .map_err(|stop| stop.into_error(false))?;
         Ok(ticket.into_permit(slot))
@@ -147,7 +183,7 @@ impl Pacer {
             .take_slot(&api, group.as_ref(), deadline, false)
             .await?;
         permit.slot = slot;
-        self.bounded(tokio::time::sleep_until(slot), deadline)
+        self.bounded(sleep_until(slot), deadline)
             .await
             .map_err(|stop| stop.into_error(false))
     }
@@ -169,7 +205,7 @@ impl Pacer {
                     full: false,
                 });
             }
-            self.bounded(tokio::time::sleep_until(ready), deadline)
+            self.bounded(sleep_until(ready), deadline)
                 .await
                 .map_err(|stop| stop.into_error(true))?;
         }
@@ -181,7 +217,7 @@ impl Pacer {
             retry_after: Duration::from_secs(1),
             full: false,
         })?;
-        self.observe_wait("app", slot.saturating_duration_since(now));
+        self.observe_wait(false, slot.saturating_duration_since(now));
         Ok(slot)
     }
 
@@ -233,25 +269,21 @@ impl Pacer {
         self.publish(&lanes);
     }
 
-    fn observe_wait(&self, lane: &str, waited: Duration) {
-        self.inner
-            .metrics
-            .queue_wait
-            .with_label_values(&[lane])
-            .observe(waited.as_secs_f64());
+    fn observe_wait(&self, group_lane: bool, waited: Duration) {
+        let metrics = &self.inner.metrics;
+        let histogram = if group_lane {
+            &metrics.wait_group
+        } else {
+            &metrics.wait_app
+        };
+        histogram.observe(waited.as_secs_f64());
     }
 
     fn publish(&self, lanes: &Lanes) {
         let metrics = &self.inner.metrics;
-        metrics
-            .queued_requests
-            .with_label_values(&["app"])
-            .set(lanes.queued as i64);
-        metrics
-            .queued_requests
-            .with_label_values(&["group"])
-            .set(lanes.group_waiting as i64);
-        metrics.active_groups.set(lanes.groups.len() as i64);
+        metrics.queued_app.set(lanes.queued as i64);
+        metrics.queued_group.set(lanes.group_waiting as i64);
+        metrics.all.active_groups.set(lanes.groups.len() as i64);
     }
 
     /// Requests admitted and not yet given a slot.
@@ -262,6 +294,14 @@ impl Pacer {
     /// Groups with state in memory.
     pub fn active_groups(&self) -> usize {
         self.lanes().groups.len()
+    }
+}
+
+/// Sleeps until `at`, or not at all when it has passed: a timer registration costs more than
+/// the pacer's whole bookkeeping, and most requests find their lanes free.
+async fn sleep_until(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at).await;
     }
 }
 
