@@ -95,7 +95,7 @@ impl App {
             None,
             move |req| {
                 let admin = admin.clone();
-                async move { admin.handle(req).await }
+                async move { Ok(admin.handle(req).await) }
             },
             async {
                 let _ = admin_stopped.await;
@@ -108,7 +108,7 @@ impl App {
             let gateway = gateway.clone();
             move |req| {
                 let gateway = gateway.clone();
-                async move { gateway.handle(req).await }
+                async move { Ok(gateway.handle(req).await) }
             }
         };
         // A quiet gateway forgets idle groups too, not only when the next request comes.

@@ -68,7 +68,10 @@ pub enum Error {
     /// The gateway is draining for shutdown.
     #[error("the gateway is shutting down")]
     ShuttingDown,
-    /// No connection to the upstream could be made, or it broke before an answer.
+    /// No connection to the upstream could be made: nothing was sent.
+    #[error("upstream unreachable: {0}")]
+    UpstreamConnect(String),
+    /// The connection broke after the request may have been sent, before an answer.
     #[error("upstream unreachable: {0}")]
     UpstreamUnreachable(String),
     /// The upstream did not answer within `upstream.request_timeout_ms`.
@@ -129,7 +132,7 @@ impl Error {
             Error::BodyRead(_) | Error::BadHeader(_) => StatusCode::BAD_REQUEST,
             Error::GroupBusy { .. } | Error::AppBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Error::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,7 +152,7 @@ impl Error {
             Error::GroupBusy { .. } => 10049, // as Tencent's own group write limit
             Error::AppBusy { .. } => APP_BUSY,
             Error::ShuttingDown => SHUTTING_DOWN,
-            Error::UpstreamUnreachable(_) => UPSTREAM_UNREACHABLE,
+            Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => UPSTREAM_UNREACHABLE,
             Error::UpstreamTimeout(_) => UPSTREAM_TIMEOUT,
             Error::Config(_) | Error::Internal(_) => INTERNAL,
         }
@@ -171,7 +174,7 @@ impl Error {
             Error::AppBusy { full: true, .. } => "app_queue_full",
             Error::AppBusy { full: false, .. } => "app_deadline",
             Error::ShuttingDown => "shutting_down",
-            Error::UpstreamUnreachable(_) => "upstream_unreachable",
+            Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => "upstream_unreachable",
             Error::UpstreamTimeout(_) => "upstream_timeout",
             Error::Config(_) => "config",
             Error::Internal(_) => "internal",

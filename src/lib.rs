@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 pub mod metrics;
 pub mod pace;
+pub mod retry;
 pub mod server;
 pub mod telemetry;
 pub mod tencent;

@@ -40,6 +40,16 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     /// When the current UserSig expires, in Unix seconds.
     pub usersig_expiry: Gauge,
+    /// Retries made, by API and reason (`code_10002`, `connect`, `timeout`, ...).
+    pub retries: IntCounterVec,
+    /// Retries refused because the API's retry budget was spent, by API.
+    pub retry_budget_exhausted: IntCounterVec,
+    /// Times Tencent said "too fast" and a lane was slowed, by lane (`group`, `app`).
+    pub throttles: IntCounterVec,
+    /// Each API lane's sending rate now (below the configured limit after throttling answers).
+    pub lane_rate: prometheus::GaugeVec,
+    /// The configured limits, by lane: `app` per API, `group` per group (sends per second).
+    pub limit: prometheus::GaugeVec,
     /// Requests admitted to the pacer, by API (each is sent or answered by the gateway once).
     pub admitted: IntCounterVec,
     /// Time spent waiting in a lane before the send slot, by lane (`group`, `app`).
@@ -56,6 +66,15 @@ pub struct Metrics {
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric =
         IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+    let metric =
+        prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
     registry
         .register(Box::new(metric.clone()))
         .expect("metric names are unique");
@@ -172,6 +191,36 @@ impl Metrics {
                 "admitted_total",
                 "Requests admitted to the pacer.",
                 &["api"],
+            ),
+            retries: counter(
+                r,
+                "retries_total",
+                "Retries made, by API and reason.",
+                &["api", "reason"],
+            ),
+            retry_budget_exhausted: counter(
+                r,
+                "retry_budget_exhausted_total",
+                "Retries refused because the API's retry budget was spent.",
+                &["api"],
+            ),
+            throttles: counter(
+                r,
+                "throttles_total",
+                "Times Tencent answered too fast and a lane was slowed, by lane.",
+                &["lane"],
+            ),
+            lane_rate: gauge(
+                r,
+                "lane_rate_per_second",
+                "Each API lane's sending rate now, after any throttling answers.",
+                &["lane", "api"],
+            ),
+            limit: gauge(
+                r,
+                "limit_per_second",
+                "The configured limit, by lane: app per API, group per group.",
+                &["lane"],
             ),
             queued_requests,
             active_groups,

@@ -1,7 +1,6 @@
 //! The accept loop every listener shares (gateway, admin, emulator): HTTP/1.1 and h2c (or h2 over
 //! TLS) by hyper-util's auto builder, with graceful shutdown that lets answers in flight finish.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
@@ -19,6 +18,18 @@ use tokio_rustls::TlsAcceptor;
 /// The response body type of every timgate listener: answers are small and fully buffered.
 pub type Body = Full<Bytes>;
 
+/// A handler's way to drop the connection without answering (the emulator's "reset" fault).
+#[derive(Debug)]
+pub struct Abort;
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Abort {}
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and waits up to
 /// `grace` for open connections to finish their requests. Returns false if the grace ran out.
 pub async fn serve<F, Fut>(
@@ -30,7 +41,7 @@ pub async fn serve<F, Fut>(
 ) -> bool
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Body>, Abort>> + Send + 'static,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -52,7 +63,7 @@ where
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req).await) }
+            async move { handler(req).await }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

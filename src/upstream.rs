@@ -80,7 +80,12 @@ impl Upstream {
                     message = format!("{message}: {cause}");
                     source = cause.source();
                 }
-                Error::UpstreamUnreachable(message)
+                // A failed connect sent nothing; anything later may have reached Tencent.
+                if e.is_connect() {
+                    Error::UpstreamConnect(message)
+                } else {
+                    Error::UpstreamUnreachable(message)
+                }
             })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)

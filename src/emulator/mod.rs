@@ -23,9 +23,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::gateway::answer::plain_json;
-use crate::server::{self, Body};
+use crate::server::{self, Abort, Body};
 use crate::tencent::{signer::unix_now, usersig};
-pub use state::{Record, State};
+pub use state::{Fault, Record, State};
 
 /// The demo app's SDKAppID (the one Tencent's own UserSig tests use).
 pub const DEMO_SDKAPPID: u64 = 1_400_000_000;
@@ -142,31 +142,44 @@ struct Call {
 }
 
 impl Service {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, Abort> {
         let path = req.uri().path().to_string();
         if req.method() == Method::GET && path == "/_emulator/stats" {
-            return plain_json(StatusCode::OK, self.state.stats_json());
+            return Ok(plain_json(StatusCode::OK, self.state.stats_json()));
         }
         let Some(api) = path.strip_prefix("/v4/").map(str::to_string) else {
-            return plain_json(StatusCode::NOT_FOUND, r#"{"error":"not a /v4/ path"}"#);
+            return Ok(plain_json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not a /v4/ path"}"#,
+            ));
         };
         let query = parse_query(req.uri().query().unwrap_or(""));
         let body = match Limited::new(req.into_body(), 4 << 20).collect().await {
             Ok(body) => body.to_bytes(),
             Err(_) => {
-                return plain_json(
+                return Ok(plain_json(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     r#"{"error":"body too large"}"#,
-                );
+                ));
             }
         };
         let call = Call { api, query, body };
         let now = Instant::now();
-        let outcome = self.state.with(|inner| {
+        let (outcome, fault) = self.state.with(|inner| {
             if inner.received % 4096 == 4095 {
                 inner.prune(now, SECOND);
             }
-            let (group_id, outcome) = self.process(&call, inner, now);
+            let fault = inner.take_fault(&call.body);
+            let (group_id, outcome) = match &fault {
+                Some((group, Fault::Code(code))) => {
+                    (Some(group.clone()), Err((*code, "injected fault".into())))
+                }
+                Some((group, _)) => (
+                    Some(group.clone()),
+                    Err((state::NO_ANSWER, "no answer (injected)".into())),
+                ),
+                None => self.process(&call, inner, now),
+            };
             inner.record(Record {
                 api: call.api.clone(),
                 group_id: group_id.clone(),
@@ -177,8 +190,13 @@ impl Service {
                 code: outcome.as_ref().err().map_or(0, |(code, _)| *code),
                 at: now,
             });
-            outcome
+            (outcome, fault.map(|(_, fault)| fault))
         });
+        match fault {
+            Some(Fault::Close) => return Err(Abort),
+            Some(Fault::Stall) => std::future::pending::<()>().await,
+            _ => {}
+        }
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
@@ -196,7 +214,10 @@ impl Service {
                 answer.insert("ErrorInfo".into(), info.into());
             }
         }
-        plain_json(StatusCode::OK, Value::Object(answer).to_string())
+        Ok(plain_json(
+            StatusCode::OK,
+            Value::Object(answer).to_string(),
+        ))
     }
 
     /// Checks and applies one call; returns the GroupId it named and its outcome.

@@ -35,6 +35,20 @@ pub struct Record {
     pub at: Instant,
 }
 
+/// A fault to inject into the next calls for a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this `ErrorCode` (HTTP 200, Tencent's shape).
+    Code(i64),
+    /// Drop the connection without answering.
+    Close,
+    /// Never answer (the caller's timeout ends it).
+    Stall,
+}
+
+/// The `ErrorCode` recorded for a call that got no answer.
+pub const NO_ANSWER: i64 = -1;
+
 /// A group's attributes, in key order.
 pub type Attrs = BTreeMap<String, String>;
 
@@ -55,6 +69,8 @@ pub struct Inner {
     pub received: u64,
     /// Next number for generated GroupIds.
     pub next_group: u64,
+    /// Faults waiting for the next calls naming a group, in order.
+    pub faults: HashMap<String, std::collections::VecDeque<Fault>>,
 }
 
 /// The emulator's shared state.
@@ -106,6 +122,16 @@ impl State {
         });
     }
 
+    /// Makes the next `times` calls naming `group_id` meet `fault` (tests of retries).
+    pub fn inject(&self, group_id: &str, fault: Fault, times: usize) {
+        self.with(|s| {
+            s.faults
+                .entry(group_id.to_string())
+                .or_default()
+                .extend(std::iter::repeat_n(fault, times))
+        });
+    }
+
     /// Counters as JSON, for `GET /_emulator/stats`.
     pub fn stats_json(&self) -> String {
         self.with(|s| {
@@ -118,6 +144,21 @@ impl State {
 }
 
 impl Inner {
+    /// Takes the next fault for the group a body names, if one is waiting.
+    pub fn take_fault(&mut self, body: &[u8]) -> Option<(String, Fault)> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let group = value.get("GroupId")?.as_str()?;
+        let queue = self.faults.get_mut(group)?;
+        let fault = queue.pop_front()?;
+        if queue.is_empty() {
+            self.faults.remove(group);
+        }
+        Some((group.to_string(), fault))
+    }
+
     /// Forgets windows that have been idle for `span`, so that a long run does not grow them.
     pub fn prune(&mut self, now: Instant, span: Duration) {
         self.group_windows.retain(|_, w| !w.is_idle(now, span));

@@ -1,53 +1,146 @@
-//! Sending a paced request: one signed attempt at its slot, with the metrics of the attempt. Runs
-//! in its own task, so a caller who hangs up after the slot was reserved wastes no slot and never
-//! leaves its group held mid-answer.
+//! Sending a paced request: signed attempts at their slots, retried as the policy says, each
+//! retry through the pacer again. Runs in its own task, so a caller who hangs up once the slot
+//! has come never leaves its group held mid-answer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::pace::Permit;
+use crate::pace::{Pacer, Permit};
+use crate::retry::{RetryBudget, RetryPolicy, Slow, Verdict};
 use crate::tencent::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 
-/// What an attempt needs: the signer, the client and the metrics.
+/// One request on its way upstream.
+#[derive(Debug)]
+pub struct Job {
+    /// `service/command`.
+    pub api: Arc<str>,
+    /// Whether a lost answer may be made good by sending again.
+    pub idempotent: bool,
+    /// The group whose lane it holds, for attribute writes.
+    pub group: Option<Arc<str>>,
+    /// The caller's body, unchanged.
+    pub body: Bytes,
+    /// No attempt starts after this.
+    pub deadline: Instant,
+}
+
+/// What attempts need: the signer, the client, the pacer for retries, the policy and budgets.
 #[derive(Debug)]
 pub struct Forwarder {
     signer: Arc<Signer>,
     upstream: Upstream,
+    pacer: Pacer,
+    policy: RetryPolicy,
+    budgets: HashMap<Arc<str>, RetryBudget>,
     metrics: Metrics,
 }
 
 impl Forwarder {
-    /// Bundles the collaborators of an attempt.
-    pub fn new(signer: Arc<Signer>, upstream: Upstream, metrics: Metrics) -> Forwarder {
+    /// Bundles the collaborators of an attempt, with a retry budget per API.
+    pub fn new(
+        signer: Arc<Signer>,
+        upstream: Upstream,
+        pacer: Pacer,
+        config: &crate::config::Config,
+        apis: &[Arc<str>],
+        metrics: Metrics,
+    ) -> Forwarder {
+        let ratio = config.retry.budget_ratio;
+        let budgets = apis
+            .iter()
+            .map(|api| (api.clone(), RetryBudget::new(ratio)))
+            .collect();
+        let policy = RetryPolicy::new(&config.retry, config.limits.window_guard);
         Forwarder {
             signer,
             upstream,
+            pacer,
+            policy,
+            budgets,
             metrics,
         }
     }
 
-    /// Sends `body` to `api` now (the permit's slot has come) and returns Tencent's answer. The
-    /// permit, and with it the group's lane, is released when the answer is in.
-    pub async fn send(
-        self: Arc<Self>,
-        api: Arc<str>,
-        body: Bytes,
-        permit: Permit,
-    ) -> Result<Reply, Error> {
-        let task = tokio::spawn(async move {
-            let reply = self.attempt(&api, body).await;
-            drop(permit);
-            reply
-        });
+    /// Sends the job now (the permit's slot has come), retrying as the policy allows, and returns
+    /// the last outcome. The permit, and with it the group's lane, is released at the end.
+    pub async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Result<Reply, Error> {
+        let task = tokio::spawn(async move { self.run(job, permit).await });
         task.await
             .map_err(|e| Error::Internal(format!("the send task failed: {e}")))?
     }
 
-    /// One signed attempt, now.
+    async fn run(&self, job: Job, mut permit: Permit) -> Result<Reply, Error> {
+        let budget = self.budgets.get(&job.api);
+        if let Some(budget) = budget {
+            budget.deposit();
+        }
+        let (mut attempt, mut renewed) = (1, false);
+        loop {
+            let outcome = self.attempt(&job.api, job.body.clone()).await;
+            let Verdict::Retry {
+                reason,
+                delay,
+                renew_sig,
+                slow,
+            } = self
+                .policy
+                .decide(&outcome, attempt, job.idempotent, renewed)
+            else {
+                return outcome;
+            };
+            if Instant::now() + delay >= job.deadline {
+                return outcome;
+            }
+            if !budget.is_none_or(RetryBudget::withdraw) {
+                self.metrics
+                    .retry_budget_exhausted
+                    .with_label_values(&[&*job.api])
+                    .inc();
+                return outcome;
+            }
+            if renew_sig {
+                self.signer.renew();
+                renewed = true;
+            }
+            match slow {
+                Some(Slow::Group) if job.group.is_some() => {
+                    self.pacer.slow_down(&job.api, job.group.as_ref())
+                }
+                Some(_) => self.pacer.slow_down(&job.api, None),
+                None => {}
+            }
+            self.metrics
+                .retries
+                .with_label_values(&[&*job.api, reason])
+                .inc();
+            tracing::info!(
+                api = &*job.api,
+                reason,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "Retrying."
+            );
+            tokio::time::sleep(delay).await;
+            // A new slot in both lanes; the group stays held, so no later write overtakes this.
+            if self
+                .pacer
+                .reacquire(&mut permit, job.deadline)
+                .await
+                .is_err()
+            {
+                return outcome;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// One signed attempt, now, with a fresh `random`.
     pub async fn attempt(&self, api: &str, body: Bytes) -> Result<Reply, Error> {
         let query = self.signer.query();
         let metrics = &self.metrics;

@@ -24,7 +24,7 @@ use crate::tencent::catalogue::{ApiKind, split_api};
 use crate::tencent::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 use crate::validate;
-use forward::Forwarder;
+use forward::{Forwarder, Job};
 use tokio::time::Instant;
 
 pub use answer::error_response;
@@ -78,13 +78,22 @@ impl Gateway {
             })
             .collect();
         let apis: Vec<Arc<str>> = routes.values().map(|route| route.name.clone()).collect();
+        let pacer = Pacer::new(&config.limits, &apis, metrics.clone());
+        let forwarder = Forwarder::new(
+            signer,
+            upstream,
+            pacer.clone(),
+            config,
+            &apis,
+            metrics.clone(),
+        );
         Gateway {
             routes,
             auth_tokens: config.server.auth_tokens.clone(),
             max_body_bytes: config.server.max_body_bytes,
             max_wait: config.limits.max_wait,
-            pacer: Pacer::new(&config.limits, &apis, metrics.clone()),
-            forwarder: Arc::new(Forwarder::new(signer, upstream, metrics.clone())),
+            pacer,
+            forwarder: Arc::new(forwarder),
             metrics,
             draining: AtomicBool::new(false),
         }
@@ -128,7 +137,9 @@ impl Gateway {
             Err((route, err)) => {
                 let outcome = match err {
                     Error::Invalid(_) => "invalid",
-                    Error::UpstreamUnreachable(_) | Error::UpstreamTimeout(_) => "error",
+                    Error::UpstreamConnect(_)
+                    | Error::UpstreamUnreachable(_)
+                    | Error::UpstreamTimeout(_) => "error",
                     _ => "rejected",
                 };
                 if outcome != "error" {
@@ -185,9 +196,17 @@ impl Gateway {
             .acquire(&route.name, group.as_ref(), deadline)
             .await
             .map_err(fail)?;
-        let forwarder = self.forwarder.clone();
-        let reply = forwarder
-            .send(route.name.clone(), body, permit)
+        let job = Job {
+            api: route.name.clone(),
+            idempotent: route.kind.is_idempotent(),
+            group,
+            body,
+            deadline,
+        };
+        let reply = self
+            .forwarder
+            .clone()
+            .send(job, permit)
             .await
             .map_err(fail)?;
         Ok((route, reply))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::rate::Rate;
 use crate::error::Error;
 
 /// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
@@ -19,8 +20,8 @@ pub const TIMER_SLACK: Duration = Duration::from_millis(1);
 pub(crate) struct AppLane {
     /// The theoretical arrival time: no slot before it.
     pub tat: Instant,
-    /// Spacing between sends.
-    pub interval: Duration,
+    /// Spacing between sends, slowed after throttling answers.
+    pub rate: Rate,
     /// Admitted requests of this API that have no slot yet.
     pub pending: usize,
 }
@@ -30,8 +31,8 @@ pub(crate) struct AppLane {
 pub(crate) struct GroupLane {
     /// No write of this group is sent before it.
     pub tat: Instant,
-    /// Spacing between this group's writes.
-    pub interval: Duration,
+    /// Spacing between this group's writes, slowed after throttling answers.
+    pub rate: Rate,
     /// A write of this group holds the lane: it is waiting for its slot or its answer.
     pub busy: bool,
     /// Writes waiting behind it, in accept order, each with the signal that hands it the lane.
@@ -40,7 +41,8 @@ pub(crate) struct GroupLane {
 
 impl GroupLane {
     fn is_idle(&self, now: Instant) -> bool {
-        !self.busy && self.waiters.is_empty() && self.tat <= now
+        // A slowed group is kept until it has recovered: forgetting it would forget the slowdown.
+        !self.busy && self.waiters.is_empty() && self.tat <= now && !self.rate.is_slowed()
     }
 }
 
@@ -95,7 +97,7 @@ impl Lanes {
                     api.clone(),
                     AppLane {
                         tat: now,
-                        interval: settings.app_interval,
+                        rate: Rate::new(settings.app_interval, now),
                         pending: 0,
                     },
                 )
@@ -130,22 +132,22 @@ impl Lanes {
         }
         let app = self.apps.entry(api.clone()).or_insert_with(|| AppLane {
             tat: now,
-            interval: settings.app_interval,
+            rate: Rate::new(settings.app_interval, now),
             pending: 0,
         });
-        let app_estimate = app.tat.max(now) + app.interval * app.pending as u32;
+        let app_estimate = app.tat.max(now) + app.rate.current() * app.pending as u32;
         let mut estimate = app_estimate;
         if let Some(lane) = group.and_then(|key| self.groups.get(key)) {
             if lane.waiters.len() >= settings.max_queue_per_group {
                 let ahead = lane.waiters.len() as u32 + 1;
-                let retry_after = busy(lane.tat.max(now) + lane.interval * ahead, now);
+                let retry_after = busy(lane.tat.max(now) + lane.rate.current() * ahead, now);
                 return Err(Error::GroupBusy {
                     retry_after,
                     full: true,
                 });
             }
             let ahead = lane.waiters.len() as u32 + u32::from(lane.busy);
-            let group_estimate = lane.tat.max(now) + lane.interval * ahead;
+            let group_estimate = lane.tat.max(now) + lane.rate.current() * ahead;
             if group_estimate > deadline && group_estimate >= app_estimate {
                 return Err(Error::GroupBusy {
                     retry_after: busy(group_estimate, now),
@@ -169,7 +171,7 @@ impl Lanes {
         };
         let lane = self.groups.entry(key.clone()).or_insert_with(|| GroupLane {
             tat: now,
-            interval: settings.group_interval,
+            rate: Rate::new(settings.group_interval, now),
             busy: false,
             waiters: VecDeque::new(),
         });
@@ -211,12 +213,12 @@ impl Lanes {
         if slot > deadline {
             return None;
         }
-        app.tat = slot + app.interval;
+        app.tat = slot + app.rate.interval(now);
         if first {
             app.pending = app.pending.saturating_sub(1);
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
-            lane.tat = slot + lane.interval;
+            lane.tat = slot + lane.rate.interval(now);
         }
         Some(slot)
     }
@@ -262,6 +264,37 @@ impl Lanes {
         }
         lane.busy = false;
         self.idle.push(Reverse((lane.tat, group.clone())));
+    }
+
+    /// The API lane's sending rate per second now.
+    pub fn app_rate(&self, api: &Arc<str>) -> Option<f64> {
+        Some(self.apps.get(api)?.rate.per_second())
+    }
+
+    /// Tencent said "too fast" for this lane: slow it down. Returns the lane's new rate per
+    /// second, or `None` if the lane is unknown.
+    pub fn slow_down(
+        &mut self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        now: Instant,
+    ) -> Option<f64> {
+        let (rate, tat) = match group {
+            Some(group) => self
+                .groups
+                .get_mut(group)
+                .map(|lane| (&mut lane.rate, &mut lane.tat))?,
+            None => self
+                .apps
+                .get_mut(api)
+                .map(|lane| (&mut lane.rate, &mut lane.tat))?,
+        };
+        let before = rate.current();
+        if rate.slow_down(now) {
+            // The next slot was set at the old spacing from the last send: apply the new one.
+            *tat += rate.current().saturating_sub(before);
+        }
+        Some(rate.per_second())
     }
 
     /// Forgets groups whose last write's spacing has passed with nothing waiting: memory follows

@@ -7,13 +7,14 @@
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
 
 mod lanes;
+mod rate;
 mod ticket;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -55,10 +56,11 @@ struct PaceMetrics {
     wait_app: Histogram,
     wait_group: Histogram,
     admitted: HashMap<Arc<str>, IntCounter>,
+    lane_rate: HashMap<Arc<str>, Gauge>,
 }
 
 impl PaceMetrics {
-    fn new(all: Metrics, apis: &[Arc<str>]) -> PaceMetrics {
+    fn new(all: Metrics, apis: &[Arc<str>], app_rate: f64) -> PaceMetrics {
         PaceMetrics {
             queued_app: all.queued_requests.with_label_values(&["app"]),
             queued_group: all.queued_requests.with_label_values(&["group"]),
@@ -67,6 +69,14 @@ impl PaceMetrics {
             admitted: apis
                 .iter()
                 .map(|api| (api.clone(), all.admitted.with_label_values(&[&**api])))
+                .collect(),
+            lane_rate: apis
+                .iter()
+                .map(|api| {
+                    let gauge = all.lane_rate.with_label_values(&["app", api]);
+                    gauge.set(app_rate);
+                    (api.clone(), gauge)
+                })
                 .collect(),
             all,
         }
@@ -90,14 +100,42 @@ impl Pacer {
             max_queue_per_group: limits.max_queue_per_group,
             max_queued: limits.max_queued,
         };
+        metrics
+            .limit
+            .with_label_values(&["app"])
+            .set(limits.app_per_second.into());
+        metrics
+            .limit
+            .with_label_values(&["group"])
+            .set(limits.group_writes_per_second.into());
         Self::with_settings(settings, apis, metrics)
+    }
+
+    /// Tencent said "too fast" (10049 for a group, 60007 and kin for an API): slow that lane down
+    /// for a cool-down, after which it recovers step by step.
+    pub fn slow_down(&self, api: &Arc<str>, group: Option<&Arc<str>>) {
+        let rate = self.lanes().slow_down(api, group, Instant::now());
+        let Some(rate) = rate else { return };
+        let metrics = &self.inner.metrics.all;
+        let lane = if group.is_some() { "group" } else { "app" };
+        metrics.throttles.with_label_values(&[lane]).inc();
+        if let (None, Some(gauge)) = (group, self.inner.metrics.lane_rate.get(api)) {
+            gauge.set(rate);
+        }
+        tracing::warn!(
+            api = &**api,
+            lane,
+            group = group.map(|g| &**g),
+            rate_per_second = rate,
+            "Tencent answered too fast: lane slowed."
+        );
     }
 
     /// A pacer with explicit lane settings (tests and benchmarks).
     pub fn with_settings(settings: LaneSettings, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
         let lanes = Mutex::new(Lanes::new(apis, &settings, Instant::now()));
         let (drain, _) = watch::channel(None);
-        let metrics = PaceMetrics::new(metrics, apis);
+        let metrics = PaceMetrics::new(metrics, apis, 1.0 / settings.app_interval.as_secs_f64());
         Pacer {
             inner: Arc::new(Inner {
                 settings,
@@ -210,9 +248,15 @@ impl Pacer {
                 .map_err(|stop| stop.into_error(true))?;
         }
         let now = Instant::now();
-        let slot = self
-            .lanes()
-            .reserve(api, group, self.cutoff(deadline), now, first);
+        let (slot, rate) = {
+            let mut lanes = self.lanes();
+            let slot = lanes.reserve(api, group, self.cutoff(deadline), now, first);
+            (slot, lanes.app_rate(api))
+        };
+        // Recovery is lazy, so the gauge follows the lane whenever it is used.
+        if let (Some(rate), Some(gauge)) = (rate, self.inner.metrics.lane_rate.get(api)) {
+            gauge.set(rate);
+        }
         let slot = slot.ok_or(Error::AppBusy {
             retry_after: Duration::from_secs(1),
             full: false,
