@@ -59,6 +59,10 @@ pub struct Metrics {
     pub queued_requests: IntGaugeVec,
     /// Groups whose pacing state is in memory.
     pub active_groups: IntGauge,
+    /// 1 while the configured limiter backend serves (always, for `local`); 0 in fallback.
+    pub limiter_backend_up: IntGauge,
+    /// Times a replica fell back from the shared backend to its local share of the limits.
+    pub limiter_fallback: prometheus::IntCounter,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
 }
@@ -133,6 +137,22 @@ impl Metrics {
             IntGauge::new("active_groups", "Groups whose pacing state is in memory.")
                 .expect("static");
         r.register(Box::new(active_groups.clone())).expect("unique");
+        let limiter_backend_up = IntGauge::new(
+            "limiter_backend_up",
+            "1 while the configured limiter backend serves; 0 in fallback.",
+        )
+        .expect("static");
+        r.register(Box::new(limiter_backend_up.clone()))
+            .expect("unique");
+        // The local backend cannot fail; the Redis backend lowers this while Redis is away.
+        limiter_backend_up.set(1);
+        let limiter_fallback = prometheus::IntCounter::new(
+            "limiter_fallback_total",
+            "Times the shared limiter backend failed and local shares took over.",
+        )
+        .expect("static");
+        r.register(Box::new(limiter_fallback.clone()))
+            .expect("unique");
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -224,6 +244,8 @@ impl Metrics {
             ),
             queued_requests,
             active_groups,
+            limiter_backend_up,
+            limiter_fallback,
             build_info,
             registry,
         }

@@ -361,3 +361,35 @@ async fn a_draining_gateway_answers_new_requests_503() {
     assert_eq!(response.headers()["x-timgate-error"], "shutting_down");
     assert_eq!(emulator.state.received(), 1);
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_the_callers_or_a_new_one() {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls))]).await;
+    let client = Client::new();
+    let body = r#"{"GroupId":"g","GroupAttr":[{"key":"k","value":"v"}]}"#;
+    let with = |id: &str| {
+        Request::post(gateway.url(MODIFY))
+            .header("x-request-id", id)
+            .body(Full::new(Bytes::from(body)))
+            .expect("request")
+    };
+    let answer = client.send(with("order-42")).await;
+    assert_eq!(answer.headers["x-request-id"], "order-42");
+    let generated = client.post(&gateway.url(MODIFY), "not json").await;
+    let id = generated.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let too_long = client.send(with(&"x".repeat(129))).await;
+    assert_eq!(
+        too_long.headers["x-request-id"].len(),
+        16,
+        "an unusable id is replaced"
+    );
+    gateway.shutdown().await;
+}

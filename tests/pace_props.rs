@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use timgate::metrics::Metrics;
-use timgate::pace::{LaneSettings, Pacer, interval};
+use timgate::pace::{LaneSettings, Pacer};
 use tokio::time::Instant;
 
 const APP_RATE: u32 = 10;
@@ -47,12 +47,7 @@ fn run(jobs: &[Job]) -> Vec<(usize, Option<u8>, Duration)> {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let settings = LaneSettings {
-            app_interval: interval(APP_RATE, GUARD),
-            group_interval: interval(GROUP_RATE, GUARD),
-            max_queue_per_group: 1000,
-            max_queued: 100_000,
-        };
+        let settings = LaneSettings::new(APP_RATE, GROUP_RATE, GUARD, 1000, 100_000);
         let api: Arc<str> = Arc::from("api");
         let pacer = Pacer::with_settings(settings, std::slice::from_ref(&api), Metrics::new());
         let start = Instant::now();

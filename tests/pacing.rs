@@ -101,6 +101,11 @@ async fn a_20_second_saturation_run_causes_no_limit_refusals_and_answers_everyon
         busy.load(Ordering::Relaxed),
     );
     assert_eq!(sent, ok + busy, "every request got exactly one answer");
+    eprintln!(
+        "refusals: 10049 {} 60007 {}",
+        emulator.state.refused(10049),
+        emulator.state.refused(60007)
+    );
     assert_eq!(
         emulator.state.limit_refusals(),
         0,

@@ -28,6 +28,8 @@ pub struct Job {
     pub body: Bytes,
     /// No attempt starts after this.
     pub deadline: Instant,
+    /// The request's id, for log lines.
+    pub request_id: String,
 }
 
 /// What attempts need: the signer, the client, the pacer for retries, the policy and budgets.
@@ -120,6 +122,7 @@ impl Forwarder {
                 .with_label_values(&[&*job.api, reason])
                 .inc();
             tracing::info!(
+                request_id = job.request_id,
                 api = &*job.api,
                 reason,
                 attempt,

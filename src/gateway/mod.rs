@@ -40,6 +40,19 @@ struct Route {
 /// The label used for requests that matched no allowed API, so labels stay bounded.
 const UNROUTED: &str = "other";
 
+/// The header that carries a request's id: the caller's, or one the gateway makes.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The caller's request id when it is a sane one (1 to 128 visible ASCII characters), else a new
+/// random one, so that a log line can always be matched to an answer.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_string)
+}
+
 /// The header a caller may send to wait less than `limits.max_wait_ms` for its slot.
 pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
 
@@ -119,7 +132,9 @@ impl Gateway {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
-        let (api, outcome, code, response) = match self.process(req).await {
+        let request_id = request_id(req.headers());
+        let (api, outcome, code, reason, mut response) = match self.process(req, &request_id).await
+        {
             Ok((route, reply)) => {
                 let code = reply.code.unwrap_or(-1);
                 let outcome = match reply.code {
@@ -132,7 +147,13 @@ impl Gateway {
                         .with_label_values(&[&*route.name, &code.to_string()])
                         .inc();
                 }
-                (route.name, outcome, code, answer::reply_response(&reply))
+                (
+                    route.name,
+                    outcome,
+                    code,
+                    "",
+                    answer::reply_response(&reply),
+                )
             }
             Err((route, err)) => {
                 let outcome = match err {
@@ -149,7 +170,13 @@ impl Gateway {
                         .inc();
                 }
                 let api = route.map_or_else(|| Arc::from(UNROUTED), |r| r.name);
-                (api, outcome, err.error_code(), error_response(&err))
+                (
+                    api,
+                    outcome,
+                    err.error_code(),
+                    err.reason(),
+                    error_response(&err),
+                )
             }
         };
         let elapsed = started.elapsed();
@@ -161,10 +188,15 @@ impl Gateway {
             .request_duration
             .with_label_values(&[&*api])
             .observe(elapsed.as_secs_f64());
+        if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
         tracing::info!(
+            request_id,
             api = &*api,
             outcome,
             code,
+            reason,
             status = response.status().as_u16(),
             latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
             "Answered."
@@ -172,7 +204,11 @@ impl Gateway {
         response
     }
 
-    async fn process<B>(&self, req: Request<B>) -> Result<(Route, Reply), (Option<Route>, Error)>
+    async fn process<B>(
+        &self,
+        req: Request<B>,
+        request_id: &str,
+    ) -> Result<(Route, Reply), (Option<Route>, Error)>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -202,6 +238,7 @@ impl Gateway {
             group,
             body,
             deadline,
+            request_id: request_id.to_string(),
         };
         let reply = self
             .forwarder

@@ -22,6 +22,8 @@ pub(crate) struct AppLane {
     pub tat: Instant,
     /// Spacing between sends, slowed after throttling answers.
     pub rate: Rate,
+    /// When its last sends actually left.
+    pub sent: SendLog,
     /// Admitted requests of this API that have no slot yet.
     pub pending: usize,
 }
@@ -33,6 +35,8 @@ pub(crate) struct GroupLane {
     pub tat: Instant,
     /// Spacing between this group's writes, slowed after throttling answers.
     pub rate: Rate,
+    /// When its last writes actually left.
+    pub sent: SendLog,
     /// A write of this group holds the lane: it is waiting for its slot or its answer.
     pub busy: bool,
     /// Writes waiting behind it, in accept order, each with the signal that hands it the lane.
@@ -40,9 +44,16 @@ pub(crate) struct GroupLane {
 }
 
 impl GroupLane {
-    fn is_idle(&self, now: Instant) -> bool {
-        // A slowed group is kept until it has recovered: forgetting it would forget the slowdown.
-        !self.busy && self.waiters.is_empty() && self.tat <= now && !self.rate.is_slowed()
+    fn is_idle(&mut self, now: Instant, window: Duration) -> bool {
+        // Recovery is lazy: bring the rate up to date before asking whether it has recovered.
+        self.rate.interval(now);
+        // A slowed group is kept until it has recovered, and any group until its last send has
+        // left the window: forgetting either would forget what holds the next send back.
+        !self.busy
+            && self.waiters.is_empty()
+            && self.tat <= now
+            && !self.rate.is_slowed()
+            && self.sent.is_quiet(window, now)
     }
 }
 
@@ -65,6 +76,8 @@ pub(crate) struct Lanes {
     pub queued: usize,
     /// Group writes waiting behind another write.
     pub group_waiting: usize,
+    /// The window the send caps hold in.
+    window: Duration,
     next_id: u64,
 }
 
@@ -79,6 +92,73 @@ pub struct LaneSettings {
     pub max_queue_per_group: usize,
     /// Most requests waiting over all lanes.
     pub max_queued: usize,
+    /// Most actual sends of one API within `send_window` (0: no check).
+    pub app_cap: usize,
+    /// Most actual sends of one group within `send_window` (0: no check).
+    pub group_cap: usize,
+    /// One second plus the guard: the window the caps hold in.
+    pub send_window: Duration,
+}
+
+impl LaneSettings {
+    /// Settings for `app_per_second` per API and `group_per_second` per group, spaced so that
+    /// any second plus `guard` holds at most that many sends, and capped so at the send instant.
+    pub fn new(
+        app_per_second: u32,
+        group_per_second: u32,
+        guard: Duration,
+        max_queue_per_group: usize,
+        max_queued: usize,
+    ) -> LaneSettings {
+        LaneSettings {
+            app_interval: super::interval(app_per_second, guard),
+            group_interval: super::interval(group_per_second, guard),
+            max_queue_per_group,
+            max_queued,
+            app_cap: app_per_second as usize,
+            group_cap: group_per_second as usize,
+            send_window: Duration::from_secs(1) + guard,
+        }
+    }
+}
+
+/// The last sends of a lane, as they actually left: the hard cap behind the spacing. A timer that
+/// fires late (a starved runtime) could otherwise bunch a late send with the ones scheduled after
+/// it; the log holds every window of `send_window` to `cap` sends at the moment of sending.
+#[derive(Debug, Default)]
+pub(crate) struct SendLog {
+    times: VecDeque<Instant>,
+}
+
+impl SendLog {
+    /// When a send may leave: now, or when the oldest of the last `cap` sends leaves the window.
+    fn allowed_at(&self, cap: usize, window: Duration, now: Instant) -> Instant {
+        match self.times.front() {
+            Some(&oldest) if cap > 0 && self.times.len() >= cap => (oldest + window).max(now),
+            _ => now,
+        }
+    }
+
+    fn record(&mut self, cap: usize, now: Instant) {
+        if cap == 0 {
+            return;
+        }
+        if self.times.len() >= cap {
+            self.times.pop_front();
+        }
+        self.times.push_back(now);
+    }
+
+    /// When the last send leaves the window.
+    fn quiet_at(&self, window: Duration) -> Option<Instant> {
+        self.times.back().map(|&last| last + window)
+    }
+
+    fn is_quiet(&self, window: Duration, now: Instant) -> bool {
+        self.times
+            .back()
+            .is_none_or(|&last| now.saturating_duration_since(last) >= window)
+    }
 }
 
 fn busy(estimate: Instant, now: Instant) -> Duration {
@@ -98,6 +178,7 @@ impl Lanes {
                     AppLane {
                         tat: now,
                         rate: Rate::new(settings.app_interval, now),
+                        sent: SendLog::default(),
                         pending: 0,
                     },
                 )
@@ -109,6 +190,7 @@ impl Lanes {
             idle: BinaryHeap::new(),
             queued: 0,
             group_waiting: 0,
+            window: settings.send_window,
             next_id: 0,
         }
     }
@@ -133,6 +215,7 @@ impl Lanes {
         let app = self.apps.entry(api.clone()).or_insert_with(|| AppLane {
             tat: now,
             rate: Rate::new(settings.app_interval, now),
+            sent: SendLog::default(),
             pending: 0,
         });
         let app_estimate = app.tat.max(now) + app.rate.current() * app.pending as u32;
@@ -172,6 +255,7 @@ impl Lanes {
         let lane = self.groups.entry(key.clone()).or_insert_with(|| GroupLane {
             tat: now,
             rate: Rate::new(settings.group_interval, now),
+            sent: SendLog::default(),
             busy: false,
             waiters: VecDeque::new(),
         });
@@ -263,12 +347,47 @@ impl Lanes {
             }
         }
         lane.busy = false;
-        self.idle.push(Reverse((lane.tat, group.clone())));
+        let forgettable = lane
+            .sent
+            .quiet_at(self.window)
+            .map_or(lane.tat, |quiet| quiet.max(lane.tat));
+        self.idle.push(Reverse((forgettable, group.clone())));
     }
 
     /// The API lane's sending rate per second now.
     pub fn app_rate(&self, api: &Arc<str>) -> Option<f64> {
         Some(self.apps.get(api)?.rate.per_second())
+    }
+
+    /// The moment of sending: records the send in both lanes' logs and returns `None`, or, if
+    /// either lane already sent its cap within the window (its timers fired late), returns when
+    /// the send may leave, recording nothing.
+    pub fn claim_send(
+        &mut self,
+        settings: &LaneSettings,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        now: Instant,
+    ) -> Option<Instant> {
+        let window = settings.send_window;
+        let app = self.apps.get(api).map_or(now, |lane| {
+            lane.sent.allowed_at(settings.app_cap, window, now)
+        });
+        let lane = group.and_then(|g| self.groups.get(g));
+        let group_at = lane.map_or(now, |lane| {
+            lane.sent.allowed_at(settings.group_cap, window, now)
+        });
+        let at = app.max(group_at);
+        if at > now {
+            return Some(at);
+        }
+        if let Some(app) = self.apps.get_mut(api) {
+            app.sent.record(settings.app_cap, now);
+        }
+        if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
+            lane.sent.record(settings.group_cap, now);
+        }
+        None
     }
 
     /// Tencent said "too fast" for this lane: slow it down. Returns the lane's new rate per
@@ -307,12 +426,15 @@ impl Lanes {
             let Some(Reverse((_, group))) = self.idle.pop() else {
                 break;
             };
-            if self
-                .groups
-                .get(&group)
-                .is_some_and(|lane| lane.is_idle(now))
-            {
+            let Some(lane) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            if lane.is_idle(now, self.window) {
                 self.groups.remove(&group);
+            } else if !lane.busy && lane.waiters.is_empty() {
+                // Quiet but still slowed down: look again when the window has passed once more.
+                // (A busy lane is looked at again when it is released.)
+                self.idle.push(Reverse((now + self.window, group)));
             }
         }
     }

@@ -6,7 +6,7 @@
 //! Each request waits in its own task on tokio timers: the only shared state is [`lanes::Lanes`]
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
 
-mod lanes;
+pub(crate) mod lanes;
 mod rate;
 mod ticket;
 
@@ -94,12 +94,13 @@ enum Stop {
 impl Pacer {
     /// A pacer for the given APIs with the configured limits.
     pub fn new(limits: &LimitsConfig, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
-        let settings = LaneSettings {
-            app_interval: interval(limits.app_per_second, limits.window_guard),
-            group_interval: interval(limits.group_writes_per_second, limits.window_guard),
-            max_queue_per_group: limits.max_queue_per_group,
-            max_queued: limits.max_queued,
-        };
+        let settings = LaneSettings::new(
+            limits.app_per_second,
+            limits.group_writes_per_second,
+            limits.window_guard,
+            limits.max_queue_per_group,
+            limits.max_queued,
+        );
         metrics
             .limit
             .with_label_values(&["app"])
@@ -210,6 +211,7 @@ impl Pacer {
         self.bounded(sleep_until(slot), deadline)
             .await
             .map_err(|stop| stop.into_error(false))?;
+        self.claim(api, group, deadline).await?;
         Ok(ticket.into_permit(slot))
     }
 
@@ -223,7 +225,32 @@ impl Pacer {
         permit.slot = slot;
         self.bounded(sleep_until(slot), deadline)
             .await
-            .map_err(|stop| stop.into_error(false))
+            .map_err(|stop| stop.into_error(false))?;
+        self.claim(&api, group.as_ref(), deadline).await
+    }
+
+    /// The moment of sending: checks the lanes' send logs (a late timer must not bunch sends)
+    /// and records this send, waiting first if the caps say so.
+    async fn claim(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        loop {
+            let wait = self
+                .lanes()
+                .claim_send(&self.inner.settings, api, group, Instant::now());
+            let Some(until) = wait else { return Ok(()) };
+            tracing::debug!(
+                api = &**api,
+                wait_us = (until - Instant::now()).as_micros() as u64,
+                "Send held back by the cap."
+            );
+            self.bounded(sleep_until(until), deadline)
+                .await
+                .map_err(|stop| stop.into_error(false))?;
+        }
     }
 
     /// Waits out the group's spacing, then reserves the app slot and the group slot together.

@@ -12,12 +12,7 @@ const GROUP_MS: f64 = 204.0;
 const APP_MS: f64 = 5.1;
 
 fn settings() -> LaneSettings {
-    LaneSettings {
-        app_interval: interval(200, Duration::from_millis(20)),
-        group_interval: interval(5, Duration::from_millis(20)),
-        max_queue_per_group: 64,
-        max_queued: 100_000,
-    }
+    LaneSettings::new(200, 5, Duration::from_millis(20), 64, 100_000)
 }
 
 fn api() -> Arc<str> {
@@ -306,7 +301,12 @@ async fn idle_groups_are_forgotten_after_their_spacing() {
         task.await.expect("task").expect("sent");
     }
     assert_eq!(pacer.active_groups(), 100);
-    tokio::time::sleep(Duration::from_millis(205)).await;
+    // Forgotten once the last write has left the send window (1 s + guard), not before: the
+    // first was sent at 0 ms, the last at 504.9 ms.
+    tokio::time::sleep_until(start + Duration::from_millis(1000)).await;
+    pacer.forget_idle();
+    assert_eq!(pacer.active_groups(), 100);
+    tokio::time::sleep_until(start + Duration::from_millis(1530)).await;
     pacer.forget_idle();
     assert_eq!(pacer.active_groups(), 0);
     assert_eq!(pacer.queued(), 0);
@@ -325,4 +325,57 @@ async fn reads_and_other_apis_pass_only_the_app_lane() {
     for (i, slot) in slots.iter().enumerate() {
         assert!((slot - i as f64 * APP_MS).abs() < 0.01, "{slots:?}");
     }
+}
+
+#[test]
+fn the_send_cap_holds_back_sends_bunched_by_late_timers() {
+    let settings = LaneSettings::new(3, 2, Duration::from_millis(20), 64, 100);
+    let start = Instant::now();
+    let (a, g): (Arc<str>, Arc<str>) = (api(), Arc::from("g"));
+    let mut lanes = lanes::Lanes::new(std::slice::from_ref(&a), &settings, start);
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    // Three sends bunched within 30 ms (their timers fired late): the fourth waits for the first
+    // to leave the 1020 ms window.
+    for ms in [0, 10, 20] {
+        assert_eq!(lanes.claim_send(&settings, &a, None, at(ms)), None);
+    }
+    assert_eq!(
+        lanes.claim_send(&settings, &a, None, at(30)),
+        Some(at(1020))
+    );
+    assert_eq!(lanes.claim_send(&settings, &a, None, at(1020)), None);
+    // A group's cap holds on its own, and a held-back send records nothing.
+    let _ = lanes.admit(&settings, &a, Some(&g), at(5000), at(2000));
+    assert_eq!(lanes.claim_send(&settings, &a, Some(&g), at(2000)), None);
+    assert_eq!(lanes.claim_send(&settings, &a, Some(&g), at(2001)), None);
+    assert_eq!(
+        lanes.claim_send(&settings, &a, Some(&g), at(2002)),
+        Some(at(3020))
+    );
+    assert_eq!(
+        lanes.claim_send(&settings, &a, None, at(2040)),
+        None,
+        "the app lane's oldest left"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slowed_group_is_kept_until_it_recovers_then_forgotten() {
+    let pacer = pacer_with(settings());
+    let group: Arc<str> = Arc::from("slow");
+    drop(
+        pacer
+            .acquire(&api(), Some(&group), far())
+            .await
+            .expect("sent"),
+    );
+    pacer.slow_down(&api(), Some(&group));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    pacer.forget_idle();
+    assert_eq!(pacer.active_groups(), 1, "its slowdown is remembered");
+    // It recovers (the ceiling holds a minute, then a few steps) without being used again, and
+    // is then forgotten.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    pacer.forget_idle();
+    assert_eq!(pacer.active_groups(), 0);
 }
