@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::rate::Rate;
+use super::send_log::SendLog;
 use crate::error::Error;
 
 /// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
@@ -119,45 +120,6 @@ impl LaneSettings {
             group_cap: group_per_second as usize,
             send_window: Duration::from_secs(1) + guard,
         }
-    }
-}
-
-/// The last sends of a lane, as they actually left: the hard cap behind the spacing. A timer that
-/// fires late (a starved runtime) could otherwise bunch a late send with the ones scheduled after
-/// it; the log holds every window of `send_window` to `cap` sends at the moment of sending.
-#[derive(Debug, Default)]
-pub(crate) struct SendLog {
-    times: VecDeque<Instant>,
-}
-
-impl SendLog {
-    /// When a send may leave: now, or when the oldest of the last `cap` sends leaves the window.
-    fn allowed_at(&self, cap: usize, window: Duration, now: Instant) -> Instant {
-        match self.times.front() {
-            Some(&oldest) if cap > 0 && self.times.len() >= cap => (oldest + window).max(now),
-            _ => now,
-        }
-    }
-
-    fn record(&mut self, cap: usize, now: Instant) {
-        if cap == 0 {
-            return;
-        }
-        if self.times.len() >= cap {
-            self.times.pop_front();
-        }
-        self.times.push_back(now);
-    }
-
-    /// When the last send leaves the window.
-    fn quiet_at(&self, window: Duration) -> Option<Instant> {
-        self.times.back().map(|&last| last + window)
-    }
-
-    fn is_quiet(&self, window: Duration, now: Instant) -> bool {
-        self.times
-            .back()
-            .is_none_or(|&last| now.saturating_duration_since(last) >= window)
     }
 }
 

@@ -7,14 +7,14 @@
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
 
 pub(crate) mod lanes;
+mod metrics;
 mod rate;
+mod send_log;
 mod ticket;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 pub use lanes::LaneSettings;
 use lanes::{Admitted, Lanes};
+use metrics::PaceMetrics;
 pub use ticket::Permit;
 use ticket::{Phase, Ticket};
 
@@ -44,43 +45,6 @@ struct Inner {
     metrics: PaceMetrics,
     /// Set when the gateway starts draining: nothing is sent after this instant.
     drain: watch::Sender<Option<Instant>>,
-}
-
-/// The pacer's metric handles, resolved once: a label lookup per request would cost more than
-/// the pacing itself.
-#[derive(Debug)]
-struct PaceMetrics {
-    all: Metrics,
-    queued_app: IntGauge,
-    queued_group: IntGauge,
-    wait_app: Histogram,
-    wait_group: Histogram,
-    admitted: HashMap<Arc<str>, IntCounter>,
-    lane_rate: HashMap<Arc<str>, Gauge>,
-}
-
-impl PaceMetrics {
-    fn new(all: Metrics, apis: &[Arc<str>], app_rate: f64) -> PaceMetrics {
-        PaceMetrics {
-            queued_app: all.queued_requests.with_label_values(&["app"]),
-            queued_group: all.queued_requests.with_label_values(&["group"]),
-            wait_app: all.queue_wait.with_label_values(&["app"]),
-            wait_group: all.queue_wait.with_label_values(&["group"]),
-            admitted: apis
-                .iter()
-                .map(|api| (api.clone(), all.admitted.with_label_values(&[&**api])))
-                .collect(),
-            lane_rate: apis
-                .iter()
-                .map(|api| {
-                    let gauge = all.lane_rate.with_label_values(&["app", api]);
-                    gauge.set(app_rate);
-                    (api.clone(), gauge)
-                })
-                .collect(),
-            all,
-        }
-    }
 }
 
 /// Why a wait ended without its turn.
