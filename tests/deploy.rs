@@ -13,6 +13,8 @@ mod binary;
 mod kube;
 #[path = "deploy/pod.rs"]
 mod pod;
+#[path = "deploy/runtime.rs"]
+mod runtime;
 #[path = "deploy/tools.rs"]
 mod tools;
 #[path = "deploy/wiring.rs"]
