@@ -17,8 +17,8 @@ fn tools_required() -> bool {
     std::env::var("TIMGATE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
 }
 
-/// Where pip puts scripts besides PATH: `~/.local/bin` and the python user base's `bin`, since a
-/// `pip install --user` does not always put them on PATH.
+/// PATH, then where pip puts scripts when they are not on PATH: `~/.local/bin`, and python3's own
+/// scripts directories (the interpreter's, as under pyenv before a rehash, and the user base's).
 fn search_dirs() -> &'static [PathBuf] {
     static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     DIRS.get_or_init(|| {
@@ -28,14 +28,20 @@ fn search_dirs() -> &'static [PathBuf] {
         if let Some(home) = std::env::var_os("HOME") {
             dirs.push(PathBuf::from(home).join(".local/bin"));
         }
-        let user_base = Command::new("python3")
-            .args(["-c", "import site; print(site.getuserbase())"])
+        let scripts = Command::new("python3")
+            .args([
+                "-c",
+                "import os, sysconfig; print(sysconfig.get_path('scripts')); \
+                 print(sysconfig.get_path('scripts', os.name + '_user'))",
+            ])
             .output();
-        if let Some(out) = user_base.ok().filter(|o| o.status.success()) {
-            let base = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !base.is_empty() {
-                dirs.push(PathBuf::from(base).join("bin"));
-            }
+        if let Some(out) = scripts.ok().filter(|o| o.status.success()) {
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            dirs.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(PathBuf::from),
+            );
         }
         dirs
     })
