@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::LimitsConfig;
+use crate::config::{Backend, LimitsConfig};
 use crate::error::Error;
 use crate::metrics::Metrics;
 pub use lanes::LaneSettings;
@@ -58,9 +58,25 @@ enum Stop {
 impl Pacer {
     /// A pacer for the given APIs with the configured limits.
     pub fn new(limits: &LimitsConfig, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
+        let share = match &limits.backend {
+            Backend::Local => 1.0,
+            Backend::Redis(_) => {
+                // The shared Redis budget is not built yet: pace as a replica does while Redis
+                // is away, at its share of each limit, and say so, rather than pace at the full
+                // limit in every replica.
+                metrics.limiter_backend_up.set(0);
+                metrics.limiter_fallback.inc();
+                tracing::warn!(
+                    fallback_share = limits.fallback_share,
+                    "limits.backend = \"redis\" is not implemented yet: pacing locally at fallback_share of each limit."
+                );
+                limits.fallback_share
+            }
+        };
+        let scaled = |limit: u32| ((f64::from(limit) * share).floor() as u32).max(1);
         let settings = LaneSettings::new(
-            limits.app_per_second,
-            limits.group_writes_per_second,
+            scaled(limits.app_per_second),
+            scaled(limits.group_writes_per_second),
             limits.window_guard,
             limits.max_queue_per_group,
             limits.max_queued,

@@ -379,3 +379,31 @@ async fn a_slowed_group_is_kept_until_it_recovers_then_forgotten() {
     pacer.forget_idle();
     assert_eq!(pacer.active_groups(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_redis_backend_paces_at_the_fallback_share_until_it_exists() {
+    let config = crate::config::Config::from_toml(
+        "[tencent]\nsdkappid = 1\nsecret_key = \"k\"\n[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\nfallback_share = 0.5",
+    )
+    .expect("config");
+    let metrics = Metrics::new();
+    let pacer = Pacer::new(&config.limits, &[api()], metrics.clone());
+    assert_eq!(metrics.limiter_backend_up.get(), 0);
+    assert_eq!(metrics.limiter_fallback.get(), 1);
+    let start = Instant::now();
+    let group: Arc<str> = Arc::from("g");
+    drop(
+        pacer
+            .acquire(&api(), Some(&group), far())
+            .await
+            .expect("first"),
+    );
+    drop(
+        pacer
+            .acquire(&api(), Some(&group), far())
+            .await
+            .expect("second"),
+    );
+    // Half of 5 writes a second: 2 a second, (1000 + 20) / 2 = 510 ms apart.
+    assert_eq!(start.elapsed(), Duration::from_millis(510));
+}
