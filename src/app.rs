@@ -111,7 +111,8 @@ impl App {
                 async move { Ok(gateway.handle(req).await) }
             }
         };
-        // A quiet gateway forgets idle groups too, not only when the next request comes.
+        // Housekeeping once a second: a quiet gateway forgets idle groups too, and a rotated
+        // SecretKey file (Kubernetes swaps a symlink) is picked up without a restart.
         let forget = {
             let gateway = gateway.clone();
             tokio::spawn(async move {
@@ -119,6 +120,7 @@ impl App {
                 loop {
                     tick.tick().await;
                     gateway.pacer().forget_idle();
+                    gateway.reload_key();
                 }
             })
         };

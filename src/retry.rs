@@ -83,6 +83,11 @@ impl RetryPolicy {
         }
     }
 
+    /// Attempts in all, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
     /// Full-jitter exponential backoff before attempt `attempt + 1`: uniform in
     /// `[0, min(max_delay, base_delay * 2^(attempt - 1))]`.
     pub fn backoff(&self, attempt: u32) -> Duration {

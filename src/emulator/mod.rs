@@ -227,7 +227,7 @@ impl Service {
         inner: &mut state::Inner,
         now: Instant,
     ) -> (Option<String>, apis::Outcome) {
-        if let Err(e) = self.check_signature(&call.query) {
+        if let Err(e) = self.check_signature(&call.query, inner.keys.as_deref()) {
             return (None, Err(e));
         }
         let Some((service, command)) = crate::tencent::catalogue::split_api(&call.api) else {
@@ -311,7 +311,11 @@ impl Service {
     }
 
     /// The query-string checks Tencent makes before it reads the body.
-    fn check_signature(&self, query: &HashMap<String, String>) -> Result<(), (i64, String)> {
+    fn check_signature(
+        &self,
+        query: &HashMap<String, String>,
+        keys: Option<&[String]>,
+    ) -> Result<(), (i64, String)> {
         let sdkappid = query
             .get("sdkappid")
             .ok_or((60012, "sdkappid missing".to_string()))?;
@@ -332,14 +336,16 @@ impl Service {
         if param("random")?.parse::<u32>().is_err() {
             return Err((60025, "random must be a 32-bit unsigned integer".into()));
         }
-        usersig::verify(
-            sig,
-            self.config.sdkappid,
-            identifier,
-            &self.config.secret_key,
-            unix_now(),
-        )
-        .map_err(|e| (e.tencent_code() as i64, e.to_string()))?;
+        // During a key rotation the app may accept more than one key.
+        let keys = keys.unwrap_or(std::slice::from_ref(&self.config.secret_key));
+        let verify =
+            |key: &String| usersig::verify(sig, self.config.sdkappid, identifier, key, unix_now());
+        if !keys.iter().any(|key| verify(key).is_ok()) {
+            let first = keys
+                .first()
+                .map_or(Err(usersig::UsersigError::BadSignature), verify);
+            first.map_err(|e| (e.tencent_code() as i64, e.to_string()))?;
+        }
         if *identifier != self.config.identifier {
             return Err((60010, "the request needs App admin permission".into()));
         }

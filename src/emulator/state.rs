@@ -69,6 +69,8 @@ pub struct Inner {
     pub received: u64,
     /// Next number for generated GroupIds.
     pub next_group: u64,
+    /// The SecretKeys accepted now, when a test rotates them (else the configured one).
+    pub keys: Option<Vec<String>>,
     /// Faults waiting for the next calls naming a group, in order.
     pub faults: HashMap<String, std::collections::VecDeque<Fault>>,
 }
@@ -130,6 +132,11 @@ impl State {
                 .or_default()
                 .extend(std::iter::repeat_n(fault, times))
         });
+    }
+
+    /// Accepts exactly these SecretKeys from now on (a key rotation, as the console does it).
+    pub fn set_keys(&self, keys: &[&str]) {
+        self.with(|s| s.keys = Some(keys.iter().map(|k| k.to_string()).collect()));
     }
 
     /// Counters as JSON, for `GET /_emulator/stats`.

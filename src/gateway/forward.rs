@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::error::Error;
@@ -82,17 +84,35 @@ impl Forwarder {
         if let Some(budget) = budget {
             budget.deposit();
         }
-        let (mut attempt, mut renewed) = (1, false);
+        let (mut attempt, mut renewed, mut rotated) = (1, false, false);
         loop {
             let outcome = self.attempt(&job.api, job.body.clone()).await;
+            let mut verdict = self
+                .policy
+                .decide(&outcome, attempt, job.idempotent, renewed);
+            // 70009 (signature check failed) right after the Secret was rotated: the file may
+            // hold the new key already. Re-read it, and if it changed, try once more with it.
+            let bad_sig = matches!(&outcome, Ok(reply) if reply.code == Some(70009));
+            if bad_sig
+                && !rotated
+                && attempt < self.policy.max_attempts()
+                && self.signer.reload_key()
+            {
+                rotated = true;
+                let delay = Duration::ZERO;
+                verdict = Verdict::Retry {
+                    reason: "key_rotated",
+                    delay,
+                    renew_sig: false,
+                    slow: None,
+                };
+            }
             let Verdict::Retry {
                 reason,
                 delay,
                 renew_sig,
                 slow,
-            } = self
-                .policy
-                .decide(&outcome, attempt, job.idempotent, renewed)
+            } = verdict
             else {
                 return outcome;
             };
@@ -141,6 +161,17 @@ impl Forwarder {
             }
             attempt += 1;
         }
+    }
+
+    /// Re-reads a rotated `secret_key_file`; see [`Signer::reload_key`].
+    pub fn reload_key(&self) -> bool {
+        let changed = self.signer.reload_key();
+        if changed {
+            self.metrics
+                .usersig_expiry
+                .set(self.signer.expires_at() as f64);
+        }
+        changed
     }
 
     /// One signed attempt, now, with a fresh `random`.

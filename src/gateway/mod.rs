@@ -112,6 +112,11 @@ impl Gateway {
         }
     }
 
+    /// Re-reads a rotated `secret_key_file`; see [`Signer::reload_key`].
+    pub fn reload_key(&self) -> bool {
+        self.forwarder.reload_key()
+    }
+
     /// The pacer (the app's timer forgets idle groups through it).
     pub fn pacer(&self) -> &Pacer {
         &self.pacer

@@ -245,10 +245,13 @@ impl Pacer {
             let ready = self.lanes().group_ready_at(group, Instant::now());
             if ready > self.cutoff(deadline) {
                 let retry_after = ready.saturating_duration_since(Instant::now());
-                return Err(Error::GroupBusy {
-                    retry_after,
-                    full: false,
-                });
+                return Err(self.too_late(
+                    deadline,
+                    Error::GroupBusy {
+                        retry_after,
+                        full: false,
+                    },
+                ));
             }
             self.bounded(sleep_until(ready), deadline)
                 .await
@@ -264,12 +267,23 @@ impl Pacer {
         if let (Some(rate), Some(gauge)) = (rate, self.inner.metrics.lane_rate.get(api)) {
             gauge.set(rate);
         }
-        let slot = slot.ok_or(Error::AppBusy {
+        let busy = Error::AppBusy {
             retry_after: Duration::from_secs(1),
             full: false,
-        })?;
+        };
+        let slot = slot.ok_or_else(|| self.too_late(deadline, busy))?;
         self.observe_wait(false, slot.saturating_duration_since(now));
         Ok(slot)
+    }
+
+    /// The answer for a request that cannot leave in time: 503 when draining cut its time short,
+    /// else `busy` (a 429).
+    fn too_late(&self, deadline: Instant, busy: Error) -> Error {
+        if self.cutoff(deadline) < deadline {
+            Error::ShuttingDown
+        } else {
+            busy
+        }
     }
 
     /// The last instant a request with `deadline` may be sent: earlier while draining.

@@ -149,6 +149,32 @@ impl Signer {
         guard.usersig.clone()
     }
 
+    /// Re-reads a `secret_key_file` (a Kubernetes Secret swaps it by symlink) and, if the key
+    /// changed, makes a new UserSig with it at once. Returns whether it changed. Requests already
+    /// signed keep their sig; the next ones use the new one.
+    pub fn reload_key(&self) -> bool {
+        let SecretSource::File(path) = &self.source else {
+            return false;
+        };
+        let key = match read_key(&self.source) {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!(error = %e, "Keeping the previous SecretKey.");
+                return false;
+            }
+        };
+        let mut guard = match self.current.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.key == key {
+            return false;
+        }
+        *guard = Arc::new(self.generate(key));
+        tracing::info!(path = %path.display(), "SecretKey file changed: new UserSig made.");
+        true
+    }
+
     /// When the current UserSig expires, in Unix seconds.
     pub fn expires_at(&self) -> i64 {
         self.snapshot().expires
