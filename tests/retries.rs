@@ -45,10 +45,11 @@ async fn a_10002_twice_then_success_is_ok_after_three_attempts_with_three_random
     let mut randoms: Vec<u32> = records.iter().map(|r| r.random.expect("random")).collect();
     randoms.dedup();
     assert_eq!(randoms.len(), 3, "a fresh random per attempt");
-    // Each retry took a new group slot: 204 ms apart at least.
+    // Each retry took a new group slot: slots are 204 ms apart; a send may trail its slot by the
+    // 1 ms timer slack, and arrival at the emulator jitters by a little more.
     for pair in records.windows(2) {
         assert!(
-            pair[1].at - pair[0].at >= Duration::from_millis(203),
+            pair[1].at - pair[0].at >= Duration::from_millis(195),
             "{:?}",
             pair[1].at - pair[0].at
         );
