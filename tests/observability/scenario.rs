@@ -44,11 +44,15 @@ fn set(values: &[&str]) -> BTreeSet<String> {
     values.iter().map(|v| v.to_string()).collect()
 }
 
-async fn wait_admitted(gateway: &Gateway, count: u64) {
+/// Sends a modify write in the background, and returns once the pacer has admitted it.
+async fn hold(gateway: &Gateway, client: &Client, group: &str) -> JoinHandle<Answer> {
     let admitted = gateway.metrics.admitted.with_label_values(&[MODIFY]);
-    while admitted.get() < count {
+    let before = admitted.get();
+    let answer = spawn_post(client, gateway.url(MODIFY), write(group, "k"));
+    while admitted.get() == before {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    answer
 }
 
 async fn all(answers: Vec<JoinHandle<Answer>>) -> Vec<Answer> {
@@ -109,25 +113,23 @@ async fn answered_by_tencent(gateway: &Gateway, emulator: &Emulator, client: &Cl
     assert_eq!(answer.reason(), Some("key_too_long"));
 }
 
-/// 429s: a full group queue (one write in flight, one waiting), and a deadline a group with a
-/// write in flight cannot meet. Emulator latency keeps the holders in flight meanwhile.
+/// 429s: a full group queue, and a deadline a group with a write in flight cannot meet. The
+/// emulator's latency keeps the holding writes in flight meanwhile.
 async fn refused_for_queues(gateway: &Gateway, client: &Client) {
-    let mut admitted = gateway.metrics.admitted.with_label_values(&[MODIFY]).get();
-    let mut holders = Vec::new();
-    for group in ["busy", "busy", "hasty"] {
-        holders.push(spawn_post(client, gateway.url(MODIFY), write(group, "k")));
-        admitted += 1;
-        wait_admitted(gateway, admitted).await;
-        if holders.len() == 2 {
-            for _ in 0..QUEUE_FULL {
-                let full = client.post(&gateway.url(MODIFY), write("busy", "k")).await;
-                assert_eq!(
-                    (full.status.as_u16(), full.reason()),
-                    (429, Some("group_queue_full"))
-                );
-            }
-        }
+    // "busy": one write in flight and one waiting fill its queue of one.
+    let mut holders = vec![
+        hold(gateway, client, "busy").await,
+        hold(gateway, client, "busy").await,
+    ];
+    for _ in 0..QUEUE_FULL {
+        let full = client.post(&gateway.url(MODIFY), write("busy", "k")).await;
+        assert_eq!(
+            (full.status.as_u16(), full.reason()),
+            (429, Some("group_queue_full"))
+        );
     }
+    // "hasty": one write in flight; the next slot is 204 ms away, past a 50 ms deadline.
+    holders.push(hold(gateway, client, "hasty").await);
     for _ in 0..DEADLINE {
         let request = Request::post(gateway.url(MODIFY))
             .header("x-timgate-max-wait-ms", "50")
