@@ -26,14 +26,6 @@ use exposition::Scrape;
 use queries::{as_promql, dashboard, dashboard_exprs, metric_names};
 use tools::{promtool, promtool_ok, pyyaml, root, yaml};
 
-/// Metric names the dashboard and the rules use before src/metrics.rs exports them: the Redis
-/// limiter (DESIGN.md, guarantee 7) adds them. Take a name out of this list once it is exported;
-/// the test fails while an exported name is still listed here, and while a listed one is unused.
-const PENDING: &[&str] = &[
-    "timgate_limiter_backend_up",
-    "timgate_limiter_fallback_total",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_scenario_reads_back_exactly_and_its_exposition_is_clean() {
     let scrape = Scrape::new(scenario::run().await);
@@ -45,7 +37,7 @@ async fn a_scripted_scenario_reads_back_exactly_and_its_exposition_is_clean() {
 }
 
 /// Every `timgate_*` name the dashboard's queries and variables and the alert rules use is in the
-/// scrape (histogram suffixes aside), except the PENDING ones, which must not be, yet.
+/// scrape (histogram suffixes aside).
 fn queries_name_only_exported_metrics(scrape: &Scrape) {
     let mut used = BTreeMap::<String, &str>::new();
     let template = dashboard()["templating"].to_string();
@@ -60,22 +52,9 @@ fn queries_name_only_exported_metrics(scrape: &Scrape) {
         }
     }
     for (name, source) in &used {
-        if PENDING.contains(&name.as_str()) {
-            assert!(
-                !scrape.exports(name),
-                "{name} is exported now: take it out of PENDING"
-            );
-        } else {
-            assert!(
-                scrape.exports(name),
-                "{source} uses {name}, which is not exported"
-            );
-        }
-    }
-    for name in PENDING {
         assert!(
-            used.contains_key(*name),
-            "PENDING lists {name}, which nothing uses"
+            scrape.exports(name),
+            "{source} uses {name}, which is not exported"
         );
     }
 }
