@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -69,6 +69,14 @@ impl App {
         self.admin_listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// A handle that applies configuration reloads to this gateway while it serves.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            gateway: self.gateway.clone(),
+            running: Arc::new(Mutex::new(self.config.clone())),
+        }
     }
 
     /// The metrics registry (tests read counters from it).
@@ -143,5 +151,55 @@ impl App {
         let _ = admin_task.await;
         tracing::info!(drained, "Stopped.");
         Ok(())
+    }
+}
+
+/// Applies reloaded configurations (SIGHUP) to a running gateway.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    gateway: Arc<Gateway>,
+    running: Arc<Mutex<Config>>,
+}
+
+impl Reloader {
+    /// Applies `new`: the allow-list, tokens, body cap, limits, waits and retry policy change at
+    /// once, keeping every queue. Returns the sections whose changes need a restart (listeners,
+    /// identity, upstream, limiter backend, log format), which stay as they were.
+    pub fn apply(&self, mut new: Config) -> Vec<&'static str> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let old = &*running;
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let mut restart = Vec::new();
+        if old.server.listen != new.server.listen
+            || old.server.admin_listen != new.server.admin_listen
+        {
+            restart.push("server.listen / server.admin_listen");
+        }
+        if differs(&old.tencent, &new.tencent) {
+            restart.push("tencent");
+        }
+        if differs(&old.upstream, &new.upstream) {
+            restart.push("upstream");
+        }
+        if old.limits.backend != new.limits.backend {
+            restart.push("limits.backend");
+        }
+        if old.log.format != new.log.format {
+            restart.push("log.format");
+        }
+        // What needs a restart keeps its running value, so that the next reload compares right.
+        new.server.listen = old.server.listen;
+        new.server.admin_listen = old.server.admin_listen;
+        new.tencent = old.tencent.clone();
+        new.upstream = old.upstream.clone();
+        new.limits.backend = old.limits.backend.clone();
+        new.log.format = old.log.format;
+        self.gateway.reconfigure(&new);
+        *running = new;
+        restart
     }
 }

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use timgate::app::{App, bind};
+use timgate::app::{App, Reloader, bind};
 use timgate::config::{Config, LogFormat, SecretSource};
 use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::error::Error;
+use timgate::telemetry::LogLevel;
 use timgate::tencent::signer::Signer;
 
 /// Exit code for a configuration the gateway cannot run with (EX_USAGE).
@@ -112,8 +113,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         None => {
             let config = Config::load(file)?;
-            timgate::telemetry::init(config.log.format, &config.log.level);
-            App::build(config).await?.serve(shutdown_signal()).await
+            let log = timgate::telemetry::init(config.log.format, &config.log.level);
+            let app = App::build(config).await?;
+            tokio::spawn(reload_on_hangup(
+                app.reloader(),
+                file.map(PathBuf::from),
+                log,
+            ));
+            app.serve(shutdown_signal()).await
         }
         Some(Command::Emulate(args)) => emulate(args).await,
         Some(Command::Usersig) => {
@@ -189,6 +196,38 @@ async fn emulate(args: EmulateArgs) -> Result<(), Error> {
     shutdown_signal().await;
     emulator.shutdown().await;
     Ok(())
+}
+
+/// On each SIGHUP, re-reads the configuration (the same file and environment as at start) and
+/// applies it; a configuration with problems is refused and the running one stays in force.
+async fn reload_on_hangup(reloader: Reloader, file: Option<PathBuf>, log: Option<LogLevel>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let config = match Config::load(file.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!(error = %e, "Configuration reload refused; the running configuration stays.");
+                    continue;
+                }
+            };
+            if let Some(Err(e)) = log.as_ref().map(|log| log.set(&config.log.level)) {
+                tracing::warn!(error = %e, "Log level not changed.");
+            }
+            let restart = reloader.apply(config);
+            if restart.is_empty() {
+                tracing::info!("Configuration reloaded.");
+            } else {
+                tracing::warn!(needs_restart = ?restart, "Configuration reloaded; these changes need a restart and were not applied.");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (reloader, file, log);
 }
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).

@@ -161,7 +161,8 @@ impl RetryPolicy {
 /// one, and a floor of `FLOOR_PER_SECOND` retries a second lets a quiet API retry at all.
 #[derive(Debug)]
 pub struct RetryBudget {
-    ratio: f64,
+    /// The ratio as f64 bits, so that a reload can change it without a lock.
+    ratio: std::sync::atomic::AtomicU64,
     state: Mutex<(f64, Instant)>,
 }
 
@@ -175,9 +176,15 @@ impl RetryBudget {
     /// A budget allowing `ratio` retries per first attempt on top of the floor.
     pub fn new(ratio: f64) -> RetryBudget {
         RetryBudget {
-            ratio,
+            ratio: std::sync::atomic::AtomicU64::new(ratio.to_bits()),
             state: Mutex::new((FLOOR_PER_SECOND, Instant::now())),
         }
+    }
+
+    /// A reloaded `budget_ratio`; the balance saved so far is kept.
+    pub fn set_ratio(&self, ratio: f64) {
+        self.ratio
+            .store(ratio.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut f64) -> T) -> T {
@@ -194,7 +201,7 @@ impl RetryBudget {
 
     /// A first attempt was made.
     pub fn deposit(&self) {
-        let ratio = self.ratio;
+        let ratio = f64::from_bits(self.ratio.load(std::sync::atomic::Ordering::Relaxed));
         self.with(|balance| *balance = (*balance + ratio).min(MAX_BALANCE));
     }
 

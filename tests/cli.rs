@@ -235,3 +235,132 @@ fn emulate_serves_on_the_given_address() {
     }
     assert_eq!(terminate(&mut child).code(), Some(0));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// POSTs with curl; returns (HTTP status, body).
+fn curl_post(url: &str, body: &str) -> (String, String) {
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            url,
+            "-d",
+            body,
+        ])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "000"));
+    (status.to_string(), body.to_string())
+}
+
+#[test]
+fn sighup_reloads_the_allow_list_and_refuses_a_bad_config() {
+    let (emu_port, port, admin) = (free_port(), free_port(), free_port());
+    let mut emulator = timgate()
+        .args(["emulate", "--listen", &format!("127.0.0.1:{emu_port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emulator starts");
+    let emulator_lines = lines(&mut emulator);
+    wait_for(&emulator_lines, "emulator listening on ");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("timgate.toml");
+    let config = |allow: &str, extra: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             [tencent]\nsdkappid = {DEMO_SDKAPPID}\nsecret_key = \"{DEMO_SECRET_KEY}\"\nbase_url = \"http://127.0.0.1:{emu_port}\"\n\
+             [apis]\nallow = [{allow}]\n[log]\nformat = \"text\"\n{extra}"
+        )
+    };
+    std::fs::write(
+        &file,
+        config("\"group_open_http_svc/modify_group_attr\"", ""),
+    )
+    .expect("write");
+    let mut gateway = timgate()
+        .arg("--config")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stderr = gateway.stderr.take().expect("stderr piped");
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let get = format!("http://127.0.0.1:{port}/v4/group_open_attr_http_svc/get_group_attr");
+    let body = r#"{"GroupId":"g"}"#;
+    let poll = |want: &str| {
+        for _ in 0..100 {
+            if curl_post(&get, body).0 == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("get never answered {want}");
+    };
+    poll("403");
+    let hangup = |child: &Child| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    std::fs::write(
+        &file,
+        config("\"group_open_attr_http_svc/get_group_attr\"", ""),
+    )
+    .expect("write");
+    hangup(&gateway);
+    poll("200");
+    assert!(curl_post(&get, body).1.contains(r#""ErrorCode":0"#));
+    // A configuration with a mistake is refused; the running one stays.
+    std::fs::write(
+        &file,
+        config(
+            "\"group_open_http_svc/modify_group_attr\"",
+            "[limits]\nburst = 3\n",
+        ),
+    )
+    .expect("write");
+    hangup(&gateway);
+    let refused = loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line about the reload");
+        if line.contains("reload refused") {
+            break line;
+        }
+    };
+    assert!(
+        refused.contains("burst"),
+        "the log names the key: {refused}"
+    );
+    assert_eq!(
+        curl_post(&get, body).0,
+        "200",
+        "the old allow-list is still in force"
+    );
+    assert_eq!(terminate(&mut gateway).code(), Some(0));
+    assert_eq!(terminate(&mut emulator).code(), Some(0));
+}

@@ -154,3 +154,65 @@ async fn a_drain_answers_every_queued_caller_and_loses_none() {
         "drained within the grace"
     );
 }
+
+#[tokio::test]
+async fn a_reload_changes_limits_and_the_allow_list_live_and_keeps_the_queue() {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let base = base_toml(emulator.addr, Some(&tls));
+    let slow = "[limits]\napp_per_second = 1\n";
+    let gateway = Gateway::start(&[&base, slow]).await;
+    let client = Client::new();
+    let get = |group: &str| json!({"GroupId": group}).to_string();
+    assert_eq!(client.post(&gateway.url(GET), get("a")).await.code(), 0);
+    // Queued behind the 1-per-second lane when the reload comes; it must still be answered.
+    let queued = tokio::spawn({
+        let (client, url) = (client.clone(), gateway.url(GET));
+        async move { client.post(&url, json!({"GroupId": "b"}).to_string()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fast = "[limits]\napp_per_second = 200\n[apis]\nallow = [\"group_open_attr_http_svc/get_group_attr\"]\n";
+    let config = timgate::config::Config::from_toml_layers(&[&base, fast]).expect("config");
+    assert!(
+        gateway.reloader.apply(config).is_empty(),
+        "nothing here needs a restart"
+    );
+    assert_eq!(
+        queued.await.expect("answer").code(),
+        0,
+        "the queued request survived the reload"
+    );
+    let started = Instant::now();
+    for i in 0..5 {
+        assert_eq!(
+            client
+                .post(&gateway.url(GET), get(&format!("c{i}")))
+                .await
+                .code(),
+            0
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "200 a second now: {:?}",
+        started.elapsed()
+    );
+    let answer = client
+        .post(
+            &gateway.url(MODIFY),
+            json!({"GroupId": "g", "GroupAttr": [{"key": "k", "value": "v"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, 403, "modify left the allow-list");
+    let moved = "[server]\nlisten = \"127.0.0.1:1\"\n";
+    let config = timgate::config::Config::from_toml_layers(&[&base, fast, moved]).expect("config");
+    assert_eq!(
+        gateway.reloader.apply(config),
+        vec!["server.listen / server.admin_listen"]
+    );
+    assert_eq!(
+        client.post(&gateway.url(GET), get("d")).await.code(),
+        0,
+        "still serving where it was"
+    );
+    gateway.shutdown().await;
+}

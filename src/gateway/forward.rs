@@ -3,7 +3,7 @@
 //! has come never leaves its group held mid-answer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use std::time::Duration;
@@ -40,8 +40,8 @@ pub struct Forwarder {
     signer: Arc<Signer>,
     upstream: Upstream,
     pacer: Pacer,
-    policy: RetryPolicy,
-    budgets: HashMap<Arc<str>, RetryBudget>,
+    policy: RwLock<RetryPolicy>,
+    budgets: RwLock<HashMap<Arc<str>, Arc<RetryBudget>>>,
     metrics: Metrics,
 }
 
@@ -58,16 +58,37 @@ impl Forwarder {
         let ratio = config.retry.budget_ratio;
         let budgets = apis
             .iter()
-            .map(|api| (api.clone(), RetryBudget::new(ratio)))
+            .map(|api| (api.clone(), Arc::new(RetryBudget::new(ratio))))
             .collect();
         let policy = RetryPolicy::new(&config.retry, config.limits.window_guard);
         Forwarder {
             signer,
             upstream,
             pacer,
-            policy,
-            budgets,
+            policy: RwLock::new(policy),
+            budgets: RwLock::new(budgets),
             metrics,
+        }
+    }
+
+    /// A reloaded retry policy and budget ratio; budgets of newly allowed APIs start fresh,
+    /// the others keep their balance.
+    pub fn reconfigure(&self, config: &crate::config::Config, apis: &[Arc<str>]) {
+        let policy = RetryPolicy::new(&config.retry, config.limits.window_guard);
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = policy;
+        let ratio = config.retry.budget_ratio;
+        let mut budgets = self
+            .budgets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for api in apis {
+            budgets
+                .entry(api.clone())
+                .or_insert_with(|| Arc::new(RetryBudget::new(ratio)))
+                .set_ratio(ratio);
         }
     }
 
@@ -80,24 +101,28 @@ impl Forwarder {
     }
 
     async fn run(&self, job: Job, mut permit: Permit) -> Result<Reply, Error> {
-        let budget = self.budgets.get(&job.api);
-        if let Some(budget) = budget {
+        let policy = self
+            .policy
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let budget = self
+            .budgets
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&job.api)
+            .cloned();
+        if let Some(budget) = &budget {
             budget.deposit();
         }
         let (mut attempt, mut renewed, mut rotated) = (1, false, false);
         loop {
             let outcome = self.attempt(&job.api, job.body.clone()).await;
-            let mut verdict = self
-                .policy
-                .decide(&outcome, attempt, job.idempotent, renewed);
+            let mut verdict = policy.decide(&outcome, attempt, job.idempotent, renewed);
             // 70009 (signature check failed) right after the Secret was rotated: the file may
             // hold the new key already. Re-read it, and if it changed, try once more with it.
             let bad_sig = matches!(&outcome, Ok(reply) if reply.code == Some(70009));
-            if bad_sig
-                && !rotated
-                && attempt < self.policy.max_attempts()
-                && self.signer.reload_key()
-            {
+            if bad_sig && !rotated && attempt < policy.max_attempts() && self.signer.reload_key() {
                 rotated = true;
                 let delay = Duration::ZERO;
                 verdict = Verdict::Retry {
@@ -119,7 +144,7 @@ impl Forwarder {
             if Instant::now() + delay >= job.deadline {
                 return outcome;
             }
-            if !budget.is_none_or(RetryBudget::withdraw) {
+            if !budget.as_deref().is_none_or(RetryBudget::withdraw) {
                 self.metrics
                     .retry_budget_exhausted
                     .with_label_values(&[&*job.api])

@@ -4,10 +4,10 @@
 
 pub mod answer;
 mod forward;
+mod live;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,22 +20,15 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
 use crate::server::Body;
-use crate::tencent::catalogue::{ApiKind, split_api};
+use crate::tencent::catalogue::split_api;
 use crate::tencent::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 use crate::validate;
 use forward::{Forwarder, Job};
+use live::{Live, Route};
 use tokio::time::Instant;
 
 pub use answer::error_response;
-
-/// An allow-listed API.
-#[derive(Debug, Clone)]
-struct Route {
-    /// `service/command`: the upstream path and the `api` metric label.
-    name: Arc<str>,
-    kind: ApiKind,
-}
 
 /// The label used for requests that matched no allowed API, so labels stay bounded.
 const UNROUTED: &str = "other";
@@ -59,10 +52,7 @@ pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
 /// The gateway service, shared by every connection.
 #[derive(Debug)]
 pub struct Gateway {
-    routes: HashMap<String, Route>,
-    auth_tokens: Vec<String>,
-    max_body_bytes: usize,
-    max_wait: Duration,
+    live: RwLock<Arc<Live>>,
     pacer: Pacer,
     forwarder: Arc<Forwarder>,
     metrics: Metrics,
@@ -77,20 +67,8 @@ impl Gateway {
         upstream: Upstream,
         metrics: Metrics,
     ) -> Gateway {
-        let routes: HashMap<String, Route> = config
-            .allow
-            .iter()
-            .map(|name| {
-                (
-                    name.clone(),
-                    Route {
-                        name: Arc::from(name.as_str()),
-                        kind: ApiKind::of(name),
-                    },
-                )
-            })
-            .collect();
-        let apis: Vec<Arc<str>> = routes.values().map(|route| route.name.clone()).collect();
+        let live = Live::new(config);
+        let apis = live.apis();
         let pacer = Pacer::new(&config.limits, &apis, metrics.clone());
         let forwarder = Forwarder::new(
             signer,
@@ -101,15 +79,32 @@ impl Gateway {
             metrics.clone(),
         );
         Gateway {
-            routes,
-            auth_tokens: config.server.auth_tokens.clone(),
-            max_body_bytes: config.server.max_body_bytes,
-            max_wait: config.limits.max_wait,
+            live: RwLock::new(Arc::new(live)),
             pacer,
             forwarder: Arc::new(forwarder),
             metrics,
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Applies a reloaded configuration: allow-list, tokens, body cap, waits, limits and retry
+    /// policy change at once; queues, slots and slowdowns are kept.
+    pub fn reconfigure(&self, config: &Config) {
+        let live = Live::new(config);
+        let apis = live.apis();
+        self.pacer.reconfigure(&config.limits);
+        self.forwarder.reconfigure(config, &apis);
+        *self
+            .live
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(live);
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Re-reads a rotated `secret_key_file`; see [`Signer::reload_key`].
@@ -222,12 +217,15 @@ impl Gateway {
             return Err((None, Error::ShuttingDown));
         }
         let (parts, body) = req.into_parts();
-        self.authorize(&parts.headers).map_err(|e| (None, e))?;
-        let route = self.route(&parts).map_err(|e| (None, e))?;
+        let live = self.live();
+        Self::authorize(&live, &parts.headers).map_err(|e| (None, e))?;
+        let route = Self::route(&live, &parts).map_err(|e| (None, e))?;
         let fail = |e| (Some(route.clone()), e);
-        let body = self.read_body(&parts.headers, body).await.map_err(fail)?;
+        let body = Self::read_body(&live, &parts.headers, body)
+            .await
+            .map_err(fail)?;
         let validated = validate::validate(route.kind, &body).map_err(|e| fail(e.into()))?;
-        let deadline = Instant::now() + self.max_wait(&parts.headers).map_err(fail)?;
+        let deadline = Instant::now() + Self::max_wait(&live, &parts.headers).map_err(fail)?;
         let group = match (route.kind.is_group_write(), validated.group_id) {
             (true, Some(id)) => Some(Arc::<str>::from(id)),
             _ => None,
@@ -256,9 +254,9 @@ impl Gateway {
 
     /// How long the request may wait for its slot: `limits.max_wait_ms`, or less when the
     /// caller asks with `x-timgate-max-wait-ms`.
-    fn max_wait(&self, headers: &HeaderMap) -> Result<Duration, Error> {
+    fn max_wait(live: &Live, headers: &HeaderMap) -> Result<Duration, Error> {
         let Some(value) = headers.get(MAX_WAIT_HEADER) else {
-            return Ok(self.max_wait);
+            return Ok(live.max_wait);
         };
         let millis = value
             .to_str()
@@ -269,11 +267,11 @@ impl Gateway {
                     "{MAX_WAIT_HEADER} must be a whole number of milliseconds"
                 ))
             })?;
-        Ok(self.max_wait.min(Duration::from_millis(millis)))
+        Ok(live.max_wait.min(Duration::from_millis(millis)))
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {
-        if self.auth_tokens.is_empty() {
+    fn authorize(live: &Live, headers: &HeaderMap) -> Result<(), Error> {
+        if live.auth_tokens.is_empty() {
             return Ok(());
         }
         let presented = headers
@@ -282,7 +280,7 @@ impl Gateway {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(Error::Unauthorized)?;
         // Compare every token in full so that timing does not tell how much of one matched.
-        let matched = self.auth_tokens.iter().fold(false, |found, token| {
+        let matched = live.auth_tokens.iter().fold(false, |found, token| {
             found | constant_time_eq(token.as_bytes(), presented.as_bytes())
         });
         if matched {
@@ -292,7 +290,7 @@ impl Gateway {
         }
     }
 
-    fn route(&self, parts: &Parts) -> Result<Route, Error> {
+    fn route(live: &Live, parts: &Parts) -> Result<Route, Error> {
         let path = parts.uri.path();
         let Some(api) = path
             .strip_prefix("/v4/")
@@ -307,7 +305,7 @@ impl Gateway {
                 method: parts.method.to_string(),
             });
         }
-        self.routes
+        live.routes
             .get(api)
             .cloned()
             .ok_or_else(|| Error::NotAllowed {
@@ -315,12 +313,12 @@ impl Gateway {
             })
     }
 
-    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, Error>
+    async fn read_body<B>(live: &Live, headers: &HeaderMap, body: B) -> Result<Bytes, Error>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let limit = self.max_body_bytes;
+        let limit = live.max_body_bytes;
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())

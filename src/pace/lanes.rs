@@ -77,13 +77,13 @@ pub(crate) struct Lanes {
     pub queued: usize,
     /// Group writes waiting behind another write.
     pub group_waiting: usize,
-    /// The window the send caps hold in.
-    window: Duration,
+    /// The settings in force (a reload may change them).
+    settings: LaneSettings,
     next_id: u64,
 }
 
 /// The settings lanes are made with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct LaneSettings {
     /// Spacing of one API's sends.
     pub app_interval: Duration,
@@ -152,7 +152,7 @@ impl Lanes {
             idle: BinaryHeap::new(),
             queued: 0,
             group_waiting: 0,
-            window: settings.send_window,
+            settings: *settings,
             next_id: 0,
         }
     }
@@ -161,12 +161,12 @@ impl Lanes {
     /// in line times the lane's spacing) past its deadline.
     pub fn admit(
         &mut self,
-        settings: &LaneSettings,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
         now: Instant,
     ) -> Result<(u64, Admitted), Error> {
+        let settings = self.settings;
         self.forget_idle(now);
         if self.queued >= settings.max_queued {
             return Err(Error::AppBusy {
@@ -311,7 +311,7 @@ impl Lanes {
         lane.busy = false;
         let forgettable = lane
             .sent
-            .quiet_at(self.window)
+            .quiet_at(self.settings.send_window)
             .map_or(lane.tat, |quiet| quiet.max(lane.tat));
         self.idle.push(Reverse((forgettable, group.clone())));
     }
@@ -326,11 +326,11 @@ impl Lanes {
     /// the send may leave, recording nothing.
     pub fn claim_send(
         &mut self,
-        settings: &LaneSettings,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         now: Instant,
     ) -> Option<Instant> {
+        let settings = self.settings;
         let window = settings.send_window;
         let app = self.apps.get(api).map_or(now, |lane| {
             lane.sent.allowed_at(settings.app_cap, window, now)
@@ -350,6 +350,29 @@ impl Lanes {
             lane.sent.record(settings.group_cap, now);
         }
         None
+    }
+
+    /// Applies new settings (a configuration reload): bounds at once, and each lane's configured
+    /// spacing, keeping every queue, slot and slowdown.
+    pub fn reconfigure(&mut self, settings: LaneSettings) {
+        self.settings = settings;
+        // The next slot was set at the old spacing from the last send: move it to the new one.
+        let respace = |rate: &mut Rate, tat: &mut Instant, base: Duration| {
+            let old = rate.current();
+            rate.set_base(base);
+            let new = rate.current();
+            *tat = if new >= old {
+                *tat + (new - old)
+            } else {
+                tat.checked_sub(old - new).unwrap_or(*tat)
+            };
+        };
+        for app in self.apps.values_mut() {
+            respace(&mut app.rate, &mut app.tat, settings.app_interval);
+        }
+        for lane in self.groups.values_mut() {
+            respace(&mut lane.rate, &mut lane.tat, settings.group_interval);
+        }
     }
 
     /// Tencent said "too fast" for this lane: slow it down. Returns the lane's new rate per
@@ -391,12 +414,13 @@ impl Lanes {
             let Some(lane) = self.groups.get_mut(&group) else {
                 continue;
             };
-            if lane.is_idle(now, self.window) {
+            if lane.is_idle(now, self.settings.send_window) {
                 self.groups.remove(&group);
             } else if !lane.busy && lane.waiters.is_empty() {
                 // Quiet but still slowed down: look again when the window has passed once more.
                 // (A busy lane is looked at again when it is released.)
-                self.idle.push(Reverse((now + self.window, group)));
+                self.idle
+                    .push(Reverse((now + self.settings.send_window, group)));
             }
         }
     }

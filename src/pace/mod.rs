@@ -40,7 +40,6 @@ pub struct Pacer {
 
 #[derive(Debug)]
 struct Inner {
-    settings: LaneSettings,
     lanes: Mutex<Lanes>,
     metrics: PaceMetrics,
     /// Set when the gateway starts draining: nothing is sent after this instant.
@@ -58,29 +57,26 @@ enum Stop {
 impl Pacer {
     /// A pacer for the given APIs with the configured limits.
     pub fn new(limits: &LimitsConfig, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
-        let share = match &limits.backend {
-            Backend::Local => 1.0,
-            Backend::Redis(_) => {
-                // The shared Redis budget is not built yet: pace as a replica does while Redis
-                // is away, at its share of each limit, and say so, rather than pace at the full
-                // limit in every replica.
-                metrics.limiter_backend_up.set(0);
-                metrics.limiter_fallback.inc();
-                tracing::warn!(
-                    fallback_share = limits.fallback_share,
-                    "limits.backend = \"redis\" is not implemented yet: pacing locally at fallback_share of each limit."
-                );
-                limits.fallback_share
-            }
-        };
-        let scaled = |limit: u32| ((f64::from(limit) * share).floor() as u32).max(1);
-        let settings = LaneSettings::new(
-            scaled(limits.app_per_second),
-            scaled(limits.group_writes_per_second),
-            limits.window_guard,
-            limits.max_queue_per_group,
-            limits.max_queued,
-        );
+        if let Backend::Redis(_) = &limits.backend {
+            metrics.limiter_backend_up.set(0);
+            metrics.limiter_fallback.inc();
+            tracing::warn!(
+                fallback_share = limits.fallback_share,
+                "limits.backend = \"redis\" is not implemented yet: pacing locally at fallback_share of each limit."
+            );
+        }
+        Self::publish_limits(limits, &metrics);
+        Self::with_settings(lane_settings(limits), apis, metrics)
+    }
+
+    /// Applies reloaded limits: rates, guard and queue bounds change at once, and every queue,
+    /// reserved slot and slowdown is kept.
+    pub fn reconfigure(&self, limits: &LimitsConfig) {
+        self.lanes().reconfigure(lane_settings(limits));
+        Self::publish_limits(limits, &self.inner.metrics.all);
+    }
+
+    fn publish_limits(limits: &LimitsConfig, metrics: &Metrics) {
         metrics
             .limit
             .with_label_values(&["app"])
@@ -89,7 +85,6 @@ impl Pacer {
             .limit
             .with_label_values(&["group"])
             .set(limits.group_writes_per_second.into());
-        Self::with_settings(settings, apis, metrics)
     }
 
     /// Tencent said "too fast" (10049 for a group, 60007 and kin for an API): slow that lane down
@@ -119,7 +114,6 @@ impl Pacer {
         let metrics = PaceMetrics::new(metrics, apis, 1.0 / settings.app_interval.as_secs_f64());
         Pacer {
             inner: Arc::new(Inner {
-                settings,
                 lanes,
                 metrics,
                 drain,
@@ -149,13 +143,7 @@ impl Pacer {
         let admitted_at = Instant::now();
         let (id, admitted) = {
             let mut lanes = self.lanes();
-            let result = lanes.admit(
-                &self.inner.settings,
-                api,
-                group,
-                self.cutoff(deadline),
-                admitted_at,
-            );
+            let result = lanes.admit(api, group, self.cutoff(deadline), admitted_at);
             self.publish(&lanes);
             result?
         };
@@ -218,9 +206,7 @@ impl Pacer {
         deadline: Instant,
     ) -> Result<(), Error> {
         loop {
-            let wait = self
-                .lanes()
-                .claim_send(&self.inner.settings, api, group, Instant::now());
+            let wait = self.lanes().claim_send(api, group, Instant::now());
             let Some(until) = wait else { return Ok(()) };
             tracing::debug!(
                 api = &**api,
@@ -360,6 +346,24 @@ impl Pacer {
     pub fn active_groups(&self) -> usize {
         self.lanes().groups.len()
     }
+}
+
+/// Lane settings from `[limits]`. Until the shared Redis budget exists, a gateway configured for
+/// it paces at `fallback_share` of each limit, as a replica will while Redis is away, rather than
+/// at the full limit in every replica.
+fn lane_settings(limits: &LimitsConfig) -> LaneSettings {
+    let share = match limits.backend {
+        Backend::Local => 1.0,
+        Backend::Redis(_) => limits.fallback_share,
+    };
+    let scaled = |limit: u32| ((f64::from(limit) * share).floor() as u32).max(1);
+    LaneSettings::new(
+        scaled(limits.app_per_second),
+        scaled(limits.group_writes_per_second),
+        limits.window_guard,
+        limits.max_queue_per_group,
+        limits.max_queued,
+    )
 }
 
 /// Sleeps until `at`, or not at all when it has passed: a timer registration costs more than

@@ -69,6 +69,16 @@ impl Rate {
         self.current
     }
 
+    /// A new configured spacing (a reload): an unslowed lane takes it at once; a slowed one
+    /// keeps its slowdown, but never runs faster than the new spacing allows.
+    pub fn set_base(&mut self, base: Duration) {
+        let slowed = self.current > self.base;
+        self.base = base;
+        if !slowed || self.current < base {
+            self.current = base;
+        }
+    }
+
     /// The spacing as it stands, without recovering (for estimates).
     pub fn current(&self) -> Duration {
         self.current

@@ -337,23 +337,17 @@ fn the_send_cap_holds_back_sends_bunched_by_late_timers() {
     // Three sends bunched within 30 ms (their timers fired late): the fourth waits for the first
     // to leave the 1020 ms window.
     for ms in [0, 10, 20] {
-        assert_eq!(lanes.claim_send(&settings, &a, None, at(ms)), None);
+        assert_eq!(lanes.claim_send(&a, None, at(ms)), None);
     }
-    assert_eq!(
-        lanes.claim_send(&settings, &a, None, at(30)),
-        Some(at(1020))
-    );
-    assert_eq!(lanes.claim_send(&settings, &a, None, at(1020)), None);
+    assert_eq!(lanes.claim_send(&a, None, at(30)), Some(at(1020)));
+    assert_eq!(lanes.claim_send(&a, None, at(1020)), None);
     // A group's cap holds on its own, and a held-back send records nothing.
-    let _ = lanes.admit(&settings, &a, Some(&g), at(5000), at(2000));
-    assert_eq!(lanes.claim_send(&settings, &a, Some(&g), at(2000)), None);
-    assert_eq!(lanes.claim_send(&settings, &a, Some(&g), at(2001)), None);
+    let _ = lanes.admit(&a, Some(&g), at(5000), at(2000));
+    assert_eq!(lanes.claim_send(&a, Some(&g), at(2000)), None);
+    assert_eq!(lanes.claim_send(&a, Some(&g), at(2001)), None);
+    assert_eq!(lanes.claim_send(&a, Some(&g), at(2002)), Some(at(3020)));
     assert_eq!(
-        lanes.claim_send(&settings, &a, Some(&g), at(2002)),
-        Some(at(3020))
-    );
-    assert_eq!(
-        lanes.claim_send(&settings, &a, None, at(2040)),
+        lanes.claim_send(&a, None, at(2040)),
         None,
         "the app lane's oldest left"
     );

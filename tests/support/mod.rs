@@ -92,6 +92,8 @@ pub struct Gateway {
     pub admin: SocketAddr,
     /// Its metrics.
     pub metrics: Metrics,
+    /// Applies configuration reloads, as SIGHUP does.
+    pub reloader: timgate::app::Reloader,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), timgate::Error>>,
 }
@@ -102,6 +104,7 @@ impl Gateway {
         let config = Config::from_toml_layers(layers).expect("test config is valid");
         let app = App::build(config).await.expect("gateway builds");
         let (addr, admin, metrics) = (app.addr(), app.admin_addr(), app.metrics().clone());
+        let reloader = app.reloader();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(async {
             let _ = stopped.await;
@@ -110,6 +113,7 @@ impl Gateway {
             addr,
             admin,
             metrics,
+            reloader,
             stop: Some(stop),
             task,
         }

@@ -1,0 +1,59 @@
+//! The gateway settings that a reload (SIGHUP) may change while requests are in flight: the
+//! allow-list, the bearer tokens, the body cap and the default wait. Each request reads one
+//! snapshot, so a reload never changes the rules halfway through a request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::tencent::catalogue::ApiKind;
+
+/// An allow-listed API.
+#[derive(Debug, Clone)]
+pub(super) struct Route {
+    /// `service/command`: the upstream path and the `api` metric label.
+    pub(super) name: Arc<str>,
+    pub(super) kind: ApiKind,
+}
+
+/// One snapshot of the reloadable settings.
+#[derive(Debug)]
+pub(super) struct Live {
+    pub(super) routes: HashMap<String, Route>,
+    pub(super) auth_tokens: Vec<String>,
+    pub(super) max_body_bytes: usize,
+    pub(super) max_wait: Duration,
+}
+
+impl Live {
+    pub(super) fn new(config: &Config) -> Live {
+        let routes = config
+            .allow
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    Route {
+                        name: Arc::from(name.as_str()),
+                        kind: ApiKind::of(name),
+                    },
+                )
+            })
+            .collect();
+        Live {
+            routes,
+            auth_tokens: config.server.auth_tokens.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+            max_wait: config.limits.max_wait,
+        }
+    }
+
+    /// The allowed APIs' names.
+    pub(super) fn apis(&self) -> Vec<Arc<str>> {
+        self.routes
+            .values()
+            .map(|route| route.name.clone())
+            .collect()
+    }
+}
