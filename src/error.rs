@@ -85,6 +85,32 @@ pub enum Error {
     Internal(String),
 }
 
+/// Every reason a request can be refused for (`rejections_total{reason}`), so that the metric's
+/// series exist at zero from the start and `rate()` sees their first increment.
+pub const REJECTION_REASONS: &[&str] = &[
+    "invalid_json",
+    "invalid_param",
+    "invalid_group_id",
+    "key_too_long",
+    "value_too_long",
+    "too_many_attrs",
+    "values_too_large",
+    "unauthorized",
+    "api_not_allowed",
+    "not_found",
+    "method_not_allowed",
+    "body_too_large",
+    "body_read",
+    "bad_header",
+    "group_queue_full",
+    "group_deadline",
+    "app_queue_full",
+    "app_deadline",
+    "shutting_down",
+    "config",
+    "internal",
+];
+
 fn busy_text(full: bool) -> &'static str {
     if full {
         "queue full"
@@ -189,5 +215,93 @@ impl Error {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_reason_is_listed_for_the_metrics() {
+        let invalid =
+            |body: &[u8], kind| crate::validate::validate(kind, body).expect_err("invalid");
+        use crate::tencent::catalogue::ApiKind::{GetGroupAttr, ModifyGroupAttr};
+        let long = |n: usize| {
+            format!(
+                r#"{{"GroupId":"g","GroupAttr":[{{"key":"k","value":"{}"}}]}}"#,
+                "v".repeat(n)
+            )
+        };
+        let many: Vec<String> = (0..17)
+            .map(|i| format!(r#"{{"key":"k{i}","value":"v"}}"#))
+            .collect();
+        let errors: Vec<Error> = vec![
+            invalid(b"x", GetGroupAttr).into(),
+            invalid(b"{}", GetGroupAttr).into(),
+            invalid(br#"{"GroupId":""}"#, GetGroupAttr).into(),
+            invalid(
+                format!(
+                    r#"{{"GroupId":"g","GroupAttr":[{{"key":"{}","value":"v"}}]}}"#,
+                    "k".repeat(33)
+                )
+                .as_bytes(),
+                ModifyGroupAttr,
+            )
+            .into(),
+            invalid(long(4001).as_bytes(), ModifyGroupAttr).into(),
+            invalid(
+                format!(r#"{{"GroupId":"g","GroupAttr":[{}]}}"#, many.join(",")).as_bytes(),
+                ModifyGroupAttr,
+            )
+            .into(),
+            invalid(
+                format!(
+                    r#"{{"GroupId":"g","GroupAttr":[{}]}}"#,
+                    (0..5)
+                        .map(|i| format!(r#"{{"key":"k{i}","value":"{}"}}"#, "v".repeat(3500)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+                .as_bytes(),
+                ModifyGroupAttr,
+            )
+            .into(),
+            Error::Unauthorized,
+            Error::NotAllowed { api: String::new() },
+            Error::NotFound {
+                path: String::new(),
+            },
+            Error::MethodNotAllowed {
+                method: String::new(),
+            },
+            Error::BodyTooLarge { limit: 1 },
+            Error::BodyRead(String::new()),
+            Error::BadHeader(String::new()),
+            Error::GroupBusy {
+                retry_after: Duration::ZERO,
+                full: true,
+            },
+            Error::GroupBusy {
+                retry_after: Duration::ZERO,
+                full: false,
+            },
+            Error::AppBusy {
+                retry_after: Duration::ZERO,
+                full: true,
+            },
+            Error::AppBusy {
+                retry_after: Duration::ZERO,
+                full: false,
+            },
+            Error::ShuttingDown,
+            Error::Config(ConfigError::one("x")),
+            Error::Internal(String::new()),
+        ];
+        let reasons: Vec<&str> = errors.iter().map(Error::reason).collect();
+        assert_eq!(
+            reasons, REJECTION_REASONS,
+            "the list follows the variants, in order"
+        );
     }
 }

@@ -153,12 +153,21 @@ impl Metrics {
         .expect("static");
         r.register(Box::new(limiter_fallback.clone()))
             .expect("unique");
+        let rejections = counter(
+            r,
+            "rejections_total",
+            "Requests the gateway answered itself instead of forwarding, by reason.",
+            &["reason"],
+        );
+        for reason in crate::error::REJECTION_REASONS {
+            rejections.with_label_values(&[reason]);
+        }
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("unique");
-        Metrics {
+        let metrics = Metrics {
             requests: counter(
                 r,
                 "requests_total",
@@ -192,12 +201,7 @@ impl Metrics {
                 &["api"],
             ),
             upstream_in_flight,
-            rejections: counter(
-                r,
-                "rejections_total",
-                "Requests the gateway answered itself instead of forwarding, by reason.",
-                &["reason"],
-            ),
+            rejections,
             usersig_expiry,
             queue_wait: histogram(
                 r,
@@ -248,7 +252,12 @@ impl Metrics {
             limiter_fallback,
             build_info,
             registry,
+        };
+        // Series that exist from the start, so that rate() sees their first increment.
+        for lane in ["group", "app"] {
+            metrics.throttles.with_label_values(&[lane]);
         }
+        metrics
     }
 
     /// The Prometheus text exposition of every metric.
