@@ -169,17 +169,19 @@ impl Pacer {
             handed.map_err(|_| Error::Internal("group lane handover lost".into()))?;
         }
         ticket.phase = Phase::Holding;
-        let slot = self.take_slot(api, group, deadline, true).await?;
+        let (slot, claimed) = self.take_slot(api, group, deadline, true).await?;
         ticket.phase = Phase::Reserved;
         if group.is_some() {
             self.observe_wait(true, admitted_at.elapsed());
         }
-        // Wait for the slot here, where a caller who hangs up still takes the request out of
-        // line: the slot goes unused, but nothing is sent for a caller who is gone.
-        self.bounded(sleep_until(slot), deadline)
-            .await
-            .map_err(|stop| stop.into_error(false))?;
-        self.claim(api, group, deadline).await?;
+        if !claimed {
+            // Wait for the slot here, where a caller who hangs up still takes the request out
+            // of line: the slot goes unused, but nothing is sent for a caller who is gone.
+            self.bounded(sleep_until(slot), deadline)
+                .await
+                .map_err(|stop| stop.into_error(false))?;
+            self.claim(api, group, deadline).await?;
+        }
         Ok(ticket.into_permit(slot))
     }
 
@@ -187,10 +189,13 @@ impl Pacer {
     /// waits for it, keeping its group's lane (so no later write overtakes a retry).
     pub async fn reacquire(&self, permit: &mut Permit, deadline: Instant) -> Result<(), Error> {
         let (api, group) = (permit.api.clone(), permit.group.clone());
-        let slot = self
+        let (slot, claimed) = self
             .take_slot(&api, group.as_ref(), deadline, false)
             .await?;
         permit.slot = slot;
+        if claimed {
+            return Ok(());
+        }
         self.bounded(sleep_until(slot), deadline)
             .await
             .map_err(|stop| stop.into_error(false))?;
@@ -220,13 +225,14 @@ impl Pacer {
     }
 
     /// Waits out the group's spacing, then reserves the app slot and the group slot together.
+    /// Returns the slot, and whether the send was already claimed (the slot had come).
     async fn take_slot(
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
         first: bool,
-    ) -> Result<Instant, Error> {
+    ) -> Result<(Instant, bool), Error> {
         if let Some(group) = group {
             let ready = self.lanes().group_ready_at(group, Instant::now());
             if ready > self.cutoff(deadline) {
@@ -244,10 +250,14 @@ impl Pacer {
                 .map_err(|stop| stop.into_error(true))?;
         }
         let now = Instant::now();
-        let (slot, rate) = {
+        let (slot, rate, claimed) = {
             let mut lanes = self.lanes();
             let slot = lanes.reserve(api, group, self.cutoff(deadline), now, first);
-            (slot, lanes.app_rate(api))
+            // A slot that has come is claimed under the same lock: the common case, lanes with
+            // room, costs one lock per request.
+            let claimed =
+                slot.is_some_and(|slot| slot <= now) && lanes.claim_send(api, group, now).is_none();
+            (slot, lanes.app_rate(api), claimed)
         };
         // Recovery is lazy, so the gauge follows the lane whenever it is used.
         if let (Some(rate), Some(gauge)) = (rate, self.inner.metrics.lane_rate.get(api)) {
@@ -259,7 +269,7 @@ impl Pacer {
         };
         let slot = slot.ok_or_else(|| self.too_late(deadline, busy))?;
         self.observe_wait(false, slot.saturating_duration_since(now));
-        Ok(slot)
+        Ok((slot, claimed))
     }
 
     /// The answer for a request that cannot leave in time: 503 when draining cut its time short,
