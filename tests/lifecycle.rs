@@ -126,9 +126,7 @@ async fn a_drain_answers_every_queued_caller_and_loses_none() {
         let body = json!({"GroupId": "drain", "GroupAttr": [{"key": "k", "value": i.to_string()}]})
             .to_string();
         callers.push(tokio::spawn(async move { client.post(&url, body).await }));
-        while admitted.get() < i + 1 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        support::wait_admitted(&admitted, i + 1).await;
     }
     let started = Instant::now();
     gateway.begin_shutdown();

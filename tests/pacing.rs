@@ -164,9 +164,7 @@ async fn writes_to_one_group_arrive_in_the_order_they_were_accepted() {
             client.post(&url, write("ordered", &i.to_string())).await
         }));
         // Send the next only once this one is in line.
-        while admitted.get() < i + 1 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        support::wait_admitted(&admitted, i + 1).await;
     }
     for answer in answers {
         assert_eq!(answer.await.expect("answer").code(), 0);
@@ -207,9 +205,7 @@ async fn full_queues_and_unmeetable_deadlines_get_429_with_retry_after_at_once()
         queued.push(tokio::spawn(async move {
             client.post(&url, write("busy", &i.to_string())).await
         }));
-        while admitted.get() < i + 1 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        support::wait_admitted(&admitted, i + 1).await;
     }
     let full = client.post(&gateway.url(MODIFY), write("busy", "x")).await;
     assert_eq!((full.status.as_u16(), full.code()), (429, 10049));
@@ -229,9 +225,7 @@ async fn full_queues_and_unmeetable_deadlines_get_429_with_retry_after_at_once()
         let (client, url) = (client.clone(), gateway.url(MODIFY));
         async move { client.post(&url, write("calm", "1")).await }
     });
-    while admitted.get() < 4 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    support::wait_admitted(&admitted, 4).await;
     let started = Instant::now();
     let request = Request::post(gateway.url("group_open_http_svc/set_group_attr"))
         .header("x-timgate-max-wait-ms", "100")
@@ -305,9 +299,7 @@ async fn a_caller_who_hangs_up_while_queued_is_never_sent() {
         let (client, url) = (client.clone(), gateway.url(MODIFY));
         async move { client.post(&url, write("hangup", "first")).await }
     });
-    while admitted.get() < 1 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    support::wait_admitted(&admitted, 1).await;
     // The second caller gives up after 50 ms, while it waits behind the first's 204 ms spacing.
     let impatient = Client::new();
     let url = gateway.url(MODIFY);

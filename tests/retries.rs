@@ -233,9 +233,7 @@ async fn writes_stay_in_accept_order_when_retries_are_injected() {
         answers.push(tokio::spawn(async move {
             client.post(&url, write("ordered", &i.to_string())).await
         }));
-        while admitted.get() < i + 1 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        support::wait_admitted(&admitted, i + 1).await;
         if i == 4 {
             emulator.state.inject("ordered", Fault::Code(60008), 1);
         }

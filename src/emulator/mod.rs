@@ -306,7 +306,9 @@ impl Service {
                 return Err((10002, "internal server error (injected)".into()));
             }
         }
-        let attrs = inner.groups.get_mut(id).expect("created above");
+        let Some(attrs) = inner.groups.get_mut(id) else {
+            return Err((10010, "group does not exist".into()));
+        };
         apis::apply(command, body, attrs)
     }
 

@@ -224,3 +224,11 @@ impl Client {
         self.send(request).await
     }
 }
+
+/// Waits until `counter` (a gateway's `admitted` counter for an API) reaches `n`: the request just
+/// sent is in line, so the next one is accepted after it.
+pub async fn wait_admitted(counter: &prometheus::IntCounter, n: u64) {
+    while counter.get() < n {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
