@@ -123,8 +123,15 @@ impl RawConfig {
                 Backend::Local
             }
         };
+        if l.redis_prefix.is_empty() || l.redis_prefix.contains(['{', '}', ' ']) {
+            p.add(
+                "limits.redis_prefix",
+                "must be non-empty, without spaces or braces",
+            );
+        }
         let limits = LimitsConfig {
             backend,
+            redis_prefix: l.redis_prefix.clone(),
             fallback_share: p.share("limits.fallback_share", l.fallback_share, false),
             app_per_second: p.positive("limits.app_per_second", l.app_per_second.into()) as u32,
             group_writes_per_second: p.positive(

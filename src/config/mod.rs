@@ -109,6 +109,8 @@ pub enum Backend {
 pub struct LimitsConfig {
     /// Where budgets live.
     pub backend: Backend,
+    /// Key prefix in Redis (the sdkappid follows it).
+    pub redis_prefix: String,
     /// Share of each limit kept when Redis is down, in (0, 1].
     pub fallback_share: f64,
     /// Calls per second per API.

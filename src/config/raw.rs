@@ -95,6 +95,8 @@ pub struct RawLimits {
     pub backend: String,
     /// Redis URL when the backend is `redis`.
     pub redis_url: String,
+    /// Key prefix in Redis.
+    pub redis_prefix: String,
     /// Share of each limit a replica keeps when Redis is down.
     pub fallback_share: f64,
     /// Calls per second per API.

@@ -69,7 +69,12 @@ impl Gateway {
     ) -> Gateway {
         let live = Live::new(config);
         let apis = live.apis();
-        let pacer = Pacer::new(&config.limits, &apis, metrics.clone());
+        let pacer = Pacer::new(
+            &config.limits,
+            config.tencent.sdkappid,
+            &apis,
+            metrics.clone(),
+        );
         let forwarder = Forwarder::new(
             signer,
             upstream,

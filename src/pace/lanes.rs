@@ -331,6 +331,18 @@ impl Lanes {
         now: Instant,
     ) -> Option<Instant> {
         let settings = self.settings;
+        self.claim_send_capped(api, group, now, &settings)
+    }
+
+    /// [`Lanes::claim_send`] with the caps of `settings` (the full limits while a shared budget
+    /// governs the totals and this replica may use all of it).
+    pub fn claim_send_capped(
+        &mut self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        now: Instant,
+        settings: &LaneSettings,
+    ) -> Option<Instant> {
         let window = settings.send_window;
         let app = self.apps.get(api).map_or(now, |lane| {
             lane.sent.allowed_at(settings.app_cap, window, now)
@@ -350,6 +362,20 @@ impl Lanes {
             lane.sent.record(settings.group_cap, now);
         }
         None
+    }
+
+    /// A slot was reserved in the shared budget. Its wait showed how far every replica's
+    /// reservations reach; should Redis go away, this replica's local pacing waits until that
+    /// slot has left the send window, so that its local sends never share a window with shared
+    /// slots still to be sent.
+    pub fn follow_shared(&mut self, api: &Arc<str>, group: Option<&Arc<str>>, slot: Instant) {
+        let window = self.settings.send_window;
+        if let Some(app) = self.apps.get_mut(api) {
+            app.tat = app.tat.max(slot + window);
+        }
+        if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
+            lane.tat = lane.tat.max(slot + window);
+        }
     }
 
     /// Applies new settings (a configuration reload): bounds at once, and each lane's configured

@@ -10,6 +10,7 @@ pub(crate) mod lanes;
 mod metrics;
 mod rate;
 mod send_log;
+pub mod shared;
 mod ticket;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +25,7 @@ use crate::metrics::Metrics;
 pub use lanes::LaneSettings;
 use lanes::{Admitted, Lanes};
 use metrics::PaceMetrics;
+use shared::Shared;
 pub use ticket::Permit;
 use ticket::{Phase, Ticket};
 
@@ -44,6 +46,8 @@ struct Inner {
     metrics: PaceMetrics,
     /// Set when the gateway starts draining: nothing is sent after this instant.
     drain: watch::Sender<Option<Instant>>,
+    /// The shared budget, with the lane settings of the full limits, when the backend is Redis.
+    shared: Option<(Arc<Shared>, LaneSettings)>,
 }
 
 /// Why a wait ended without its turn.
@@ -56,17 +60,34 @@ enum Stop {
 
 impl Pacer {
     /// A pacer for the given APIs with the configured limits.
-    pub fn new(limits: &LimitsConfig, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
-        if let Backend::Redis(_) = &limits.backend {
-            metrics.limiter_backend_up.set(0);
-            metrics.limiter_fallback.inc();
-            tracing::warn!(
-                fallback_share = limits.fallback_share,
-                "limits.backend = \"redis\" is not implemented yet: pacing locally at fallback_share of each limit."
-            );
-        }
+    ///
+    /// With `limits.backend = "redis"`, lanes are reserved in Redis at the full limits, shared by
+    /// every replica, and locally at `fallback_share` of them while Redis is away. Must be called
+    /// within a tokio runtime then: a task keeps connecting to Redis for as long as the pacer lives.
+    pub fn new(limits: &LimitsConfig, sdkappid: u64, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
         Self::publish_limits(limits, &metrics);
-        Self::with_settings(lane_settings(limits), apis, metrics)
+        let mut pacer = Self::with_settings(lane_settings(limits), apis, metrics.clone());
+        if let Backend::Redis(url) = &limits.backend {
+            let full = LaneSettings::new(
+                limits.app_per_second,
+                limits.group_writes_per_second,
+                limits.window_guard,
+                limits.max_queue_per_group,
+                limits.max_queued,
+            );
+            let shared = Shared::new(
+                url,
+                &limits.redis_prefix,
+                sdkappid,
+                full.send_window,
+                metrics,
+            );
+            tokio::spawn(Shared::run(Arc::downgrade(&shared)));
+            if let Some(inner) = Arc::get_mut(&mut pacer.inner) {
+                inner.shared = Some((shared, full));
+            }
+        }
+        pacer
     }
 
     /// Applies reloaded limits: rates, guard and queue bounds change at once, and every queue,
@@ -117,6 +138,7 @@ impl Pacer {
                 lanes,
                 metrics,
                 drain,
+                shared: None,
             }),
         }
     }
@@ -211,7 +233,14 @@ impl Pacer {
         deadline: Instant,
     ) -> Result<(), Error> {
         loop {
-            let wait = self.lanes().claim_send(api, group, Instant::now());
+            let now = Instant::now();
+            // While the shared budget governs the totals, this replica may send all of it.
+            let wait = match &self.inner.shared {
+                Some((shared, full)) if shared.is_up() => {
+                    self.lanes().claim_send_capped(api, group, now, full)
+                }
+                _ => self.lanes().claim_send(api, group, now),
+            };
             let Some(until) = wait else { return Ok(()) };
             tracing::debug!(
                 api = &**api,
@@ -233,7 +262,13 @@ impl Pacer {
         deadline: Instant,
         first: bool,
     ) -> Result<(Instant, bool), Error> {
-        if let Some(group) = group {
+        // While the shared budget serves, Redis spaces the group; the local lane only orders it.
+        let shared_up = self
+            .inner
+            .shared
+            .as_ref()
+            .is_some_and(|(shared, _)| shared.is_up());
+        if let Some(group) = group.filter(|_| !shared_up) {
             let ready = self.lanes().group_ready_at(group, Instant::now());
             if ready > self.cutoff(deadline) {
                 let retry_after = ready.saturating_duration_since(Instant::now());
@@ -248,6 +283,9 @@ impl Pacer {
             self.bounded(sleep_until(ready), deadline)
                 .await
                 .map_err(|stop| stop.into_error(true))?;
+        }
+        if let Some(taken) = self.shared_slot(api, group, deadline, first).await {
+            return taken;
         }
         let now = Instant::now();
         let (slot, rate, claimed) = {
@@ -270,6 +308,58 @@ impl Pacer {
         let slot = slot.ok_or_else(|| self.too_late(deadline, busy))?;
         self.observe_wait(false, slot.saturating_duration_since(now));
         Ok((slot, claimed))
+    }
+
+    /// Takes the slot in the shared budget, or `None` when there is none (local backend) or
+    /// Redis is away (pace locally).
+    async fn shared_slot(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+        first: bool,
+    ) -> Option<Result<(Instant, bool), Error>> {
+        let (shared, full) = self.inner.shared.as_ref()?;
+        let (app_interval, group_interval) = (full.app_interval, full.group_interval);
+        loop {
+            let reserved = shared
+                .reserve(api, group.map(|g| &**g), app_interval, group_interval)
+                .await?;
+            let wait = match reserved {
+                Ok(wait) => wait,
+                Err(later) => {
+                    // Another replica holds the group's next slot: ask again when it comes.
+                    let until = Instant::now() + later;
+                    if until > self.cutoff(deadline) {
+                        let busy = Error::GroupBusy {
+                            retry_after: later,
+                            full: false,
+                        };
+                        return Some(Err(self.too_late(deadline, busy)));
+                    }
+                    if let Err(stop) = self.bounded(sleep_until(until), deadline).await {
+                        return Some(Err(stop.into_error(true)));
+                    }
+                    continue;
+                }
+            };
+            // Reserved in Redis for every replica together: the local lanes keep this replica's
+            // order and send cap, and, should Redis go away, start after this slot's window.
+            let slot = Instant::now() + wait;
+            self.lanes().follow_shared(api, group, slot);
+            if slot > self.cutoff(deadline) {
+                let busy = Error::AppBusy {
+                    retry_after: wait,
+                    full: false,
+                };
+                return Some(Err(self.too_late(deadline, busy)));
+            }
+            if first {
+                self.lanes().unpend(api);
+            }
+            self.observe_wait(false, wait);
+            return Some(Ok((slot, false)));
+        }
     }
 
     /// The answer for a request that cannot leave in time: 503 when draining cut its time short,

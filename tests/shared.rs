@@ -1,0 +1,345 @@
+//! Several replicas, one budget: three gateways share Tencent's limits through a real Redis, fall
+//! back to their shares when it stops, and return to sharing when it is back.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Client, Gateway, base_toml, emulator};
+use timgate::emulator::{EmulatorConfig, Record};
+use tokio::time::Instant;
+
+const MODIFY: &str = "group_open_http_svc/modify_group_attr";
+const GET: &str = "group_open_attr_http_svc/get_group_attr";
+
+/// A redis-server of the test's own on a free port, stopped on drop.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts one, or returns `None` (after saying why) where redis-server is missing, unless
+    /// `TIMGATE_REQUIRE_TOOLS=1`.
+    fn start() -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut redis = Redis { port, child: None };
+        if redis.resume().is_err() {
+            assert!(
+                std::env::var("TIMGATE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "redis-server is required"
+            );
+            eprintln!("skipped: redis-server not found");
+            return None;
+        }
+        Some(redis)
+    }
+
+    fn resume(&mut self) -> std::io::Result<()> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(std::io::Error::other("redis-server did not listen"))
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn max_in_window(records: &[&Record], span: Duration) -> usize {
+    let mut times: Vec<Instant> = records.iter().map(|r| r.at).collect();
+    times.sort();
+    let (mut best, mut lo) = (0, 0);
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= span {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
+async fn until(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_budget_fall_back_and_come_back() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let shared = format!(
+        "[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\nfallback_share = 0.33\n",
+        redis.port
+    );
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(Gateway::start(&[&base_toml(emulator.addr, None), &shared]).await);
+    }
+    let up = |gateways: &[Gateway]| {
+        gateways
+            .iter()
+            .all(|g| g.metrics.limiter_backend_up.get() == 1)
+    };
+    until("every replica shares the Redis budget", || up(&gateways)).await;
+
+    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop_at = Instant::now() + Duration::from_secs(14);
+    let client = Client::new();
+    let mut load = Vec::new();
+    for gateway in &gateways {
+        // Each replica: two writers on each of the same five groups, and 20 readers on one API.
+        let plans = (0..10)
+            .map(|w| (MODIFY, format!("shared-{}", w % 5)))
+            .chain((0..20).map(|r| (GET, format!("r{r}"))));
+        for (api, group) in plans {
+            let (client, url) = (client.clone(), gateway.url(api));
+            let (answered, failed) = (answered.clone(), failed.clone());
+            load.push(tokio::spawn(async move {
+                let mut i = 0;
+                while Instant::now() < stop_at {
+                    i += 1;
+                    let body = match api {
+                        MODIFY => json!({"GroupId": group, "GroupAttr": [{"key": "k", "value": i.to_string()}]}),
+                        _ => json!({"GroupId": group}),
+                    };
+                    let answer = client.post(&url, body.to_string()).await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    match (answer.status.as_u16(), answer.code()) {
+                        (200, 0) => {}
+                        (429, _) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.stop();
+    until("every replica noticed Redis is away", || {
+        gateways
+            .iter()
+            .all(|g| g.metrics.limiter_backend_up.get() == 0)
+    })
+    .await;
+    let fallback_from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    redis.resume().expect("redis restarts");
+    until("every replica is back to sharing", || up(&gateways)).await;
+    let back_at = Instant::now();
+    for task in load {
+        task.await.expect("load");
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "every request got OK or 429"
+    );
+    let refused: Vec<(u128, i64)> = emulator
+        .state
+        .records()
+        .iter()
+        .filter(|r| r.code == 10049 || r.code == 60007)
+        .map(|r| ((r.at - start).as_millis(), r.code))
+        .collect();
+    eprintln!(
+        "refused at {:?}; fallback from {} back {}",
+        &refused[..refused.len().min(30)],
+        (fallback_from - start).as_millis(),
+        (back_at - start).as_millis()
+    );
+    assert_eq!(
+        emulator.state.limit_refusals(),
+        0,
+        "together the replicas never crossed a limit"
+    );
+    for gateway in &gateways {
+        assert!(gateway.metrics.limiter_fallback.get() >= 1);
+    }
+    let records = emulator.state.records();
+    let window = Duration::from_secs(1);
+    let phase = |from: Instant, to: Instant, api: &str| -> Vec<&Record> {
+        records
+            .iter()
+            .filter(|r| r.api == api && r.at >= from && r.at < to)
+            .collect()
+    };
+    // Shared phase (after a second of warm-up): the three together use the whole budget.
+    let gets = phase(
+        start + Duration::from_secs(1),
+        start + Duration::from_secs(5),
+        GET,
+    );
+    let rate = gets.len() as f64 / 4.0;
+    assert!(rate >= 0.95 * 196.0, "combined API rate {rate:.1}/s");
+    let writes = phase(
+        start + Duration::from_secs(1),
+        start + Duration::from_secs(5),
+        MODIFY,
+    );
+    let group_rate = writes.len() as f64 / 4.0 / 5.0;
+    assert!(
+        group_rate >= 0.95 * 4.9,
+        "combined rate per group {group_rate:.2}/s"
+    );
+    // Fallback phase: each replica at a third; together within the limits.
+    let fallback = phase(fallback_from, fallback_from + Duration::from_secs(4), GET);
+    assert!(max_in_window(&fallback, window) <= 200);
+    for g in 0..5 {
+        let group = format!("shared-{g}");
+        let mine: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.group_id.as_deref() == Some(&group))
+            .collect();
+        assert!(max_in_window(&mine, window) <= 5, "{group}");
+    }
+    assert!(back_at > fallback_from);
+    eprintln!(
+        "shared: {rate:.1} gets/s, {group_rate:.2} writes/s per group; answered {}",
+        answered.load(Ordering::Relaxed)
+    );
+    for gateway in gateways {
+        gateway.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reservation_script_never_puts_more_than_the_limit_in_a_window() {
+    use rand::Rng;
+    use timgate::pace::shared::Shared;
+    let Some(redis) = Redis::start() else { return };
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let window = Duration::from_millis(1020);
+    let (app, group) = (
+        Duration::from_micros(1020 * 1000 / 20),
+        Duration::from_micros(1020 * 1000 / 5),
+    );
+    // Four clients (as four replicas would), each with its own connection, at random moments.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let shared = Shared::new(
+            &url,
+            "script-test",
+            1,
+            window,
+            timgate::metrics::Metrics::new(),
+        );
+        tokio::spawn(Shared::run(Arc::downgrade(&shared)));
+        clients.push(shared);
+    }
+    until("the clients connect", || clients.iter().all(|c| c.is_up())).await;
+    tokio::time::sleep(window).await; // the fence raised on connecting
+    let slots = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(c, shared)| {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let pause = rand::rng().random_range(0..40);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    let lane = format!("g{}", (c + i) % 2);
+                    let group_lane = (i % 3 != 0).then_some(lane.as_str());
+                    loop {
+                        match shared
+                            .reserve("api", group_lane, app, group)
+                            .await
+                            .expect("redis is up")
+                        {
+                            Ok(wait) => {
+                                let slot = Instant::now() + wait;
+                                slots
+                                    .lock()
+                                    .expect("slots")
+                                    .push((group_lane.map(str::to_owned), slot));
+                                break;
+                            }
+                            Err(later) => tokio::time::sleep(later).await,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client");
+    }
+    let slots = slots.lock().expect("slots").clone();
+    assert_eq!(slots.len(), 240);
+    let max = |times: &mut Vec<Instant>, span: Duration| {
+        times.sort();
+        let (mut best, mut lo) = (0, 0);
+        for hi in 0..times.len() {
+            while times[hi] - times[lo] >= span {
+                lo += 1;
+            }
+            best = best.max(hi - lo + 1);
+        }
+        best
+    };
+    // A millisecond of slack for the round trip between Redis's clock and the client's.
+    let span = window - Duration::from_millis(1);
+    let mut all: Vec<Instant> = slots.iter().map(|s| s.1).collect();
+    assert!(
+        max(&mut all, span) <= 20,
+        "the API lane held more than 20 in a window"
+    );
+    for g in ["g0", "g1"] {
+        let mut mine: Vec<Instant> = slots
+            .iter()
+            .filter(|s| s.0.as_deref() == Some(g))
+            .map(|s| s.1)
+            .collect();
+        assert!(
+            max(&mut mine, span) <= 5,
+            "{g} held more than 5 in a window"
+        );
+    }
+}
