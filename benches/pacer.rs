@@ -6,6 +6,8 @@
 //! - latency: what the pacer adds to a request when nothing is queued (p50, p99, p99.9).
 //! - utilization: one group lane and one app lane saturated for 30 s against the emulator over
 //!   real sockets: achieved rate / configured rate, and the emulator's refusals.
+//! - redis: reservations per second from one replica in Redis mode, and the latency each adds
+//!   (p50, p99) against local mode, with a redis-server of its own on loopback.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,9 @@ fn main() {
     }
     if wants("utilization") {
         runtime.block_on(utilization());
+    }
+    if wants("redis") {
+        runtime.block_on(redis());
     }
 }
 
@@ -278,4 +283,70 @@ async fn utilization() {
     );
     let _ = stop.send(());
     let _ = server.await;
+}
+
+async fn redis() {
+    use timgate::pace::shared::Shared;
+    const N: usize = 20_000;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let Ok(mut server) = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    else {
+        println!("redis: skipped, redis-server not found");
+        return;
+    };
+    let window = Duration::from_millis(1020);
+    let shared = Shared::new(
+        &format!("redis://127.0.0.1:{port}"),
+        "bench",
+        1,
+        window,
+        Metrics::new(),
+    );
+    tokio::spawn(Shared::run(Arc::downgrade(&shared)));
+    while !shared.is_up() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(window).await; // the fence raised on connecting
+    // Spacing far below the call rate, so that nothing waits: only the reservation is measured.
+    let (app, group) = (Duration::from_nanos(1), Duration::from_nanos(1));
+    let mut samples = Vec::with_capacity(N);
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        let group_id = format!("g{}", i % 1000);
+        let t = std::time::Instant::now();
+        let reserved = shared.reserve("api", Some(&group_id), app, group).await;
+        samples.push(t.elapsed());
+        assert!(matches!(reserved, Some(Ok(_))), "reservation failed");
+    }
+    let per_second = N as f64 / started.elapsed().as_secs_f64();
+    samples.sort();
+    let q = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e6;
+    println!(
+        "redis: {per_second:.0} reservations/s from one replica (sequential); added per request p50 {:.0} us, p99 {:.0} us (local mode: see latency)",
+        q(0.5),
+        q(0.99)
+    );
+    println!(
+        "{{\"bench\":\"pacer_redis\",\"reservations_per_second\":{per_second:.0},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        q(0.5),
+        q(0.99)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
 }
