@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
 use proptest::prelude::*;
 use timgate::metrics::Metrics;
 use timgate::pace::{LaneSettings, Pacer};
@@ -90,18 +92,6 @@ fn run(jobs: &[Job]) -> Vec<(usize, Option<u8>, Duration)> {
     })
 }
 
-fn max_in_window(mut times: Vec<Duration>, span: Duration) -> usize {
-    times.sort();
-    let (mut best, mut lo) = (0, 0);
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= span {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -110,10 +100,10 @@ proptest! {
         let sent = run(&jobs);
         let window = Duration::from_secs(1) + GUARD;
         let all: Vec<Duration> = sent.iter().map(|s| s.2).collect();
-        prop_assert!(max_in_window(all, window) <= APP_RATE as usize);
+        prop_assert!(support::max_in_window(all, window) <= APP_RATE as usize);
         for g in 0..6u8 {
             let mine: Vec<&(usize, Option<u8>, Duration)> = sent.iter().filter(|s| s.1 == Some(g)).collect();
-            prop_assert!(max_in_window(mine.iter().map(|s| s.2).collect(), window) <= GROUP_RATE as usize);
+            prop_assert!(support::max_in_window(mine.iter().map(|s| s.2).collect(), window) <= GROUP_RATE as usize);
             let mut by_slot = mine.clone();
             by_slot.sort_by_key(|s| s.2);
             let arrival = |s: &&(usize, Option<u8>, Duration)| (jobs[s.0].arrive_ms, s.0);

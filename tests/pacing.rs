@@ -33,17 +33,7 @@ fn max_per_window(
     }
     by_key
         .into_iter()
-        .map(|(k, mut times)| {
-            times.sort();
-            let (mut best, mut lo) = (0, 0);
-            for hi in 0..times.len() {
-                while times[hi] - times[lo] >= span {
-                    lo += 1;
-                }
-                best = best.max(hi - lo + 1);
-            }
-            (k, best)
-        })
+        .map(|(k, times)| (k, support::max_in_window(times, span)))
         .collect()
 }
 

@@ -83,16 +83,7 @@ impl Drop for Redis {
 }
 
 fn max_in_window(records: &[&Record], span: Duration) -> usize {
-    let mut times: Vec<Instant> = records.iter().map(|r| r.at).collect();
-    times.sort();
-    let (mut best, mut lo) = (0, 0);
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= span {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
+    support::max_in_window(records.iter().map(|r| r.at).collect(), span)
 }
 
 async fn until(what: &str, f: impl Fn() -> bool) {
@@ -313,32 +304,21 @@ async fn the_reservation_script_never_puts_more_than_the_limit_in_a_window() {
     }
     let slots = slots.lock().expect("slots").clone();
     assert_eq!(slots.len(), 240);
-    let max = |times: &mut Vec<Instant>, span: Duration| {
-        times.sort();
-        let (mut best, mut lo) = (0, 0);
-        for hi in 0..times.len() {
-            while times[hi] - times[lo] >= span {
-                lo += 1;
-            }
-            best = best.max(hi - lo + 1);
-        }
-        best
-    };
     // A millisecond of slack for the round trip between Redis's clock and the client's.
     let span = window - Duration::from_millis(1);
-    let mut all: Vec<Instant> = slots.iter().map(|s| s.1).collect();
+    let all: Vec<Instant> = slots.iter().map(|s| s.1).collect();
     assert!(
-        max(&mut all, span) <= 20,
+        support::max_in_window(all, span) <= 20,
         "the API lane held more than 20 in a window"
     );
     for g in ["g0", "g1"] {
-        let mut mine: Vec<Instant> = slots
+        let mine: Vec<Instant> = slots
             .iter()
             .filter(|s| s.0.as_deref() == Some(g))
             .map(|s| s.1)
             .collect();
         assert!(
-            max(&mut mine, span) <= 5,
+            support::max_in_window(mine, span) <= 5,
             "{g} held more than 5 in a window"
         );
     }

@@ -232,3 +232,19 @@ pub async fn wait_admitted(counter: &prometheus::IntCounter, n: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
+
+/// The most of `times` (instants, or offsets from a start) within any half-open window of `span`.
+pub fn max_in_window<T: Ord + Copy + std::ops::Sub<Output = std::time::Duration>>(
+    mut times: Vec<T>,
+    span: std::time::Duration,
+) -> usize {
+    times.sort();
+    let (mut best, mut lo) = (0, 0);
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= span {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
