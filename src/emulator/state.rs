@@ -117,13 +117,6 @@ impl State {
         self.with(|s| s.groups.get(group_id).cloned())
     }
 
-    /// Creates a group (tests and the demo use it to set the stage).
-    pub fn create_group(&self, group_id: &str) {
-        self.with(|s| {
-            s.groups.entry(group_id.to_string()).or_default();
-        });
-    }
-
     /// Makes the next `times` calls naming `group_id` meet `fault` (tests of retries).
     pub fn inject(&self, group_id: &str, fault: Fault, times: usize) {
         self.with(|s| {

@@ -180,11 +180,6 @@ impl Signer {
         self.snapshot().expires
     }
 
-    /// The SDKAppID requests are signed for.
-    pub fn sdkappid(&self) -> u64 {
-        self.sdkappid
-    }
-
     /// The signed query string of one attempt: the five parameters Tencent reads, with a fresh
     /// `random` each time, so that Tencent can tell a retry from a replay.
     pub fn query(&self) -> String {
