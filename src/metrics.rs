@@ -11,9 +11,11 @@ use prometheus::{
 const UPSTREAM_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-/// Queue wait buckets, 1 ms to 60 s.
+/// Queue wait buckets, 1 ms to 60 s, fine near the 30 s default deadline so that a p99 there is read,
+/// not guessed.
 const QUEUE_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0,
+    60.0,
 ];
 /// Caller-seen latency buckets: from under a millisecond (local refusals) to a full queue wait.
 const REQUEST_BUCKETS: &[f64] = &[
