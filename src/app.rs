@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, SecretSource};
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
@@ -179,7 +179,13 @@ impl Reloader {
         {
             restart.push("server.listen / server.admin_listen");
         }
-        if differs(&old.tencent, &new.tencent) {
+        // Debug redacts an inline key, so the key is compared on its own.
+        let key_changed = match (&old.tencent.secret, &new.tencent.secret) {
+            (SecretSource::Inline(a), SecretSource::Inline(b)) => a != b,
+            (SecretSource::File(a), SecretSource::File(b)) => a != b,
+            _ => true,
+        };
+        if key_changed || differs(&old.tencent, &new.tencent) {
             restart.push("tencent");
         }
         if differs(&old.upstream, &new.upstream) {

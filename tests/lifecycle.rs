@@ -207,6 +207,11 @@ async fn a_reload_changes_limits_and_the_allow_list_live_and_keeps_the_queue() {
         gateway.reloader.apply(config),
         vec!["server.listen / server.admin_listen"]
     );
+    // An inline key is redacted in every printout, yet its change is still seen.
+    let rekeyed = "[tencent]\nsecret_key = \"another\"\n";
+    let config =
+        timgate::config::Config::from_toml_layers(&[&base, fast, rekeyed]).expect("config");
+    assert_eq!(gateway.reloader.apply(config), vec!["tencent"]);
     assert_eq!(
         client.post(&gateway.url(GET), get("d")).await.code(),
         0,

@@ -79,6 +79,9 @@ pub(crate) struct Lanes {
     pub group_waiting: usize,
     /// The settings in force (a reload may change them).
     settings: LaneSettings,
+    /// The settings at the full limits: what a shared (Redis) budget spaces and caps by. The
+    /// same as `settings` for the local backend; `settings` holds the fallback share otherwise.
+    pub full: LaneSettings,
     next_id: u64,
 }
 
@@ -153,6 +156,7 @@ impl Lanes {
             queued: 0,
             group_waiting: 0,
             settings: *settings,
+            full: *settings,
             next_id: 0,
         }
     }
@@ -380,8 +384,9 @@ impl Lanes {
 
     /// Applies new settings (a configuration reload): bounds at once, and each lane's configured
     /// spacing, keeping every queue, slot and slowdown.
-    pub fn reconfigure(&mut self, settings: LaneSettings) {
+    pub fn reconfigure(&mut self, settings: LaneSettings, full: LaneSettings) {
         self.settings = settings;
+        self.full = full;
         // The next slot was set at the old spacing from the last send: move it to the new one.
         let respace = |rate: &mut Rate, tat: &mut Instant, base: Duration| {
             let old = rate.current();

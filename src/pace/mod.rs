@@ -47,7 +47,7 @@ struct Inner {
     /// Set when the gateway starts draining: nothing is sent after this instant.
     drain: watch::Sender<Option<Instant>>,
     /// The shared budget, with the lane settings of the full limits, when the backend is Redis.
-    shared: Option<(Arc<Shared>, LaneSettings)>,
+    shared: Option<Arc<Shared>>,
 }
 
 /// Why a wait ended without its turn.
@@ -66,34 +66,26 @@ impl Pacer {
     /// within a tokio runtime then: a task keeps connecting to Redis for as long as the pacer lives.
     pub fn new(limits: &LimitsConfig, sdkappid: u64, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
         Self::publish_limits(limits, &metrics);
-        let mut pacer = Self::with_settings(lane_settings(limits), apis, metrics.clone());
-        if let Backend::Redis(url) = &limits.backend {
-            let full = LaneSettings::new(
-                limits.app_per_second,
-                limits.group_writes_per_second,
-                limits.window_guard,
-                limits.max_queue_per_group,
-                limits.max_queued,
-            );
-            let shared = Shared::new(
-                url,
-                &limits.redis_prefix,
-                sdkappid,
-                full.send_window,
-                metrics,
-            );
-            tokio::spawn(Shared::run(Arc::downgrade(&shared)));
-            if let Some(inner) = Arc::get_mut(&mut pacer.inner) {
-                inner.shared = Some((shared, full));
+        let shared = match &limits.backend {
+            Backend::Local => None,
+            Backend::Redis(url) => {
+                let window = full_settings(limits).send_window;
+                let shared =
+                    Shared::new(url, &limits.redis_prefix, sdkappid, window, metrics.clone());
+                tokio::spawn(Shared::run(Arc::downgrade(&shared)));
+                Some(shared)
             }
-        }
+        };
+        let pacer = Self::build(lane_settings(limits), apis, metrics, shared);
+        pacer.lanes().full = full_settings(limits);
         pacer
     }
 
     /// Applies reloaded limits: rates, guard and queue bounds change at once, and every queue,
     /// reserved slot and slowdown is kept.
     pub fn reconfigure(&self, limits: &LimitsConfig) {
-        self.lanes().reconfigure(lane_settings(limits));
+        self.lanes()
+            .reconfigure(lane_settings(limits), full_settings(limits));
         Self::publish_limits(limits, &self.inner.metrics.all);
     }
 
@@ -130,6 +122,15 @@ impl Pacer {
 
     /// A pacer with explicit lane settings (tests and benchmarks).
     pub fn with_settings(settings: LaneSettings, apis: &[Arc<str>], metrics: Metrics) -> Pacer {
+        Self::build(settings, apis, metrics, None)
+    }
+
+    fn build(
+        settings: LaneSettings,
+        apis: &[Arc<str>],
+        metrics: Metrics,
+        shared: Option<Arc<Shared>>,
+    ) -> Pacer {
         let lanes = Mutex::new(Lanes::new(apis, &settings, Instant::now()));
         let (drain, _) = watch::channel(None);
         let metrics = PaceMetrics::new(metrics, apis, 1.0 / settings.app_interval.as_secs_f64());
@@ -138,7 +139,7 @@ impl Pacer {
                 lanes,
                 metrics,
                 drain,
-                shared: None,
+                shared,
             }),
         }
     }
@@ -235,11 +236,19 @@ impl Pacer {
         loop {
             let now = Instant::now();
             // While the shared budget governs the totals, this replica may send all of it.
-            let wait = match &self.inner.shared {
-                Some((shared, full)) if shared.is_up() => {
-                    self.lanes().claim_send_capped(api, group, now, full)
+            let shared_up = self
+                .inner
+                .shared
+                .as_ref()
+                .is_some_and(|shared| shared.is_up());
+            let wait = {
+                let mut lanes = self.lanes();
+                let full = lanes.full;
+                if shared_up {
+                    lanes.claim_send_capped(api, group, now, &full)
+                } else {
+                    lanes.claim_send(api, group, now)
                 }
-                _ => self.lanes().claim_send(api, group, now),
             };
             let Some(until) = wait else { return Ok(()) };
             tracing::debug!(
@@ -267,7 +276,7 @@ impl Pacer {
             .inner
             .shared
             .as_ref()
-            .is_some_and(|(shared, _)| shared.is_up());
+            .is_some_and(|shared| shared.is_up());
         if let Some(group) = group.filter(|_| !shared_up) {
             let ready = self.lanes().group_ready_at(group, Instant::now());
             if ready > self.cutoff(deadline) {
@@ -319,9 +328,11 @@ impl Pacer {
         deadline: Instant,
         first: bool,
     ) -> Option<Result<(Instant, bool), Error>> {
-        let (shared, full) = self.inner.shared.as_ref()?;
-        let (app_interval, group_interval) = (full.app_interval, full.group_interval);
+        let shared = self.inner.shared.as_ref()?;
         loop {
+            // Read each time: a reload may have changed the limits.
+            let full = self.lanes().full;
+            let (app_interval, group_interval) = (full.app_interval, full.group_interval);
             let reserved = shared
                 .reserve(api, group.map(|g| &**g), app_interval, group_interval)
                 .await?;
@@ -346,16 +357,19 @@ impl Pacer {
             // Reserved in Redis for every replica together: the local lanes keep this replica's
             // order and send cap, and, should Redis go away, start after this slot's window.
             let slot = Instant::now() + wait;
-            self.lanes().follow_shared(api, group, slot);
+            {
+                let mut lanes = self.lanes();
+                lanes.follow_shared(api, group, slot);
+                if first && slot <= self.cutoff(deadline) {
+                    lanes.unpend(api);
+                }
+            }
             if slot > self.cutoff(deadline) {
                 let busy = Error::AppBusy {
                     retry_after: wait,
                     full: false,
                 };
                 return Some(Err(self.too_late(deadline, busy)));
-            }
-            if first {
-                self.lanes().unpend(api);
             }
             self.observe_wait(false, wait);
             return Some(Ok((slot, false)));
@@ -448,9 +462,8 @@ impl Pacer {
     }
 }
 
-/// Lane settings from `[limits]`. Until the shared Redis budget exists, a gateway configured for
-/// it paces at `fallback_share` of each limit, as a replica will while Redis is away, rather than
-/// at the full limit in every replica.
+/// The local lanes' settings from `[limits]`: the full limits for the local backend; with Redis,
+/// `fallback_share` of each, which a replica keeps to while Redis is away.
 fn lane_settings(limits: &LimitsConfig) -> LaneSettings {
     let share = match limits.backend {
         Backend::Local => 1.0,
@@ -460,6 +473,17 @@ fn lane_settings(limits: &LimitsConfig) -> LaneSettings {
     LaneSettings::new(
         scaled(limits.app_per_second),
         scaled(limits.group_writes_per_second),
+        limits.window_guard,
+        limits.max_queue_per_group,
+        limits.max_queued,
+    )
+}
+
+/// Lane settings at the full limits, which the shared budget spaces by.
+fn full_settings(limits: &LimitsConfig) -> LaneSettings {
+    LaneSettings::new(
+        limits.app_per_second,
+        limits.group_writes_per_second,
         limits.window_guard,
         limits.max_queue_per_group,
         limits.max_queued,

@@ -401,3 +401,25 @@ async fn a_redis_backend_paces_at_the_fallback_share_while_redis_is_away() {
     // Half of 5 writes a second: 2 a second, (1000 + 20) / 2 = 510 ms apart.
     assert_eq!(start.elapsed(), Duration::from_millis(510));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_changes_the_spacing_the_shared_budget_reserves_by() {
+    let redis = "[tencent]\nsdkappid = 1\nsecret_key = \"k\"\n[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\nfallback_share = 0.5\n";
+    let config = crate::config::Config::from_toml(redis).expect("config");
+    let pacer = Pacer::new(&config.limits, 1, &[api()], Metrics::new());
+    assert_eq!(
+        pacer.lanes().full.app_interval,
+        interval(200, Duration::from_millis(20))
+    );
+    let faster =
+        crate::config::Config::from_toml_layers(&[redis, "[limits]\napp_per_second = 400\n"])
+            .expect("config");
+    pacer.reconfigure(&faster.limits);
+    let lanes = pacer.lanes();
+    assert_eq!(
+        lanes.full.app_interval,
+        interval(400, Duration::from_millis(20)),
+        "shared spacing follows the reload"
+    );
+    assert_eq!(lanes.full.app_cap, 400);
+}
