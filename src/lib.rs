@@ -10,6 +10,7 @@ pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod loadgen;
 pub mod metrics;
 pub mod pace;
 pub mod retry;

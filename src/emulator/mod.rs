@@ -56,6 +56,9 @@ pub struct EmulatorConfig {
     pub group_writes_per_second: u32,
     /// Calls per API per sliding second before 60007.
     pub app_per_second: u32,
+    /// Records of calls kept at most (`State::records`); 0 for long load runs, whose tallies
+    /// and counters suffice.
+    pub max_records: usize,
 }
 
 impl EmulatorConfig {
@@ -70,6 +73,7 @@ impl EmulatorConfig {
             fail_share: 0.0,
             group_writes_per_second: 5,
             app_per_second: 200,
+            max_records: state::MAX_RECORDS,
         }
     }
 }
@@ -145,7 +149,8 @@ impl Service {
     async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, Abort> {
         let path = req.uri().path().to_string();
         if req.method() == Method::GET && path == "/_emulator/stats" {
-            return Ok(plain_json(StatusCode::OK, self.state.stats_json()));
+            let per_group = req.uri().query() == Some("groups=1");
+            return Ok(plain_json(StatusCode::OK, self.state.stats_json(per_group)));
         }
         let Some(api) = path.strip_prefix("/v4/").map(str::to_string) else {
             return Ok(plain_json(
@@ -180,16 +185,19 @@ impl Service {
                 ),
                 None => self.process(&call, inner, now),
             };
-            inner.record(Record {
-                api: call.api.clone(),
-                group_id: group_id.clone(),
-                identifier: call.query.get("identifier").cloned(),
-                usersig: call.query.get("usersig").cloned(),
-                random: call.query.get("random").and_then(|r| r.parse().ok()),
-                body: call.body.clone(),
-                code: outcome.as_ref().err().map_or(0, |(code, _)| *code),
-                at: now,
-            });
+            inner.record(
+                Record {
+                    api: call.api.clone(),
+                    group_id: group_id.clone(),
+                    identifier: call.query.get("identifier").cloned(),
+                    usersig: call.query.get("usersig").cloned(),
+                    random: call.query.get("random").and_then(|r| r.parse().ok()),
+                    body: call.body.clone(),
+                    code: outcome.as_ref().err().map_or(0, |(code, _)| *code),
+                    at: now,
+                },
+                self.config.max_records,
+            );
             (outcome, fault.map(|(_, fault)| fault))
         });
         match fault {
@@ -250,7 +258,14 @@ impl Service {
             return (None, Err((60009, format!("{} is not emulated", call.api))));
         }
         let window = inner.api_windows.entry(call.api.clone()).or_default();
-        if !window.arrive(now, SECOND, self.config.app_per_second) {
+        let allowed = window.arrive(now, SECOND, self.config.app_per_second);
+        let in_window = window.len();
+        inner
+            .api_tally
+            .entry(call.api.clone())
+            .or_default()
+            .count(in_window, allowed);
+        if !allowed {
             return (
                 None,
                 Err((60007, "REST API call frequency over its limit".into())),
@@ -298,7 +313,14 @@ impl Service {
         }
         if command != "get_group_attr" {
             let window = inner.group_windows.entry(id.to_string()).or_default();
-            if !window.arrive(now, SECOND, self.config.group_writes_per_second) {
+            let allowed = window.arrive(now, SECOND, self.config.group_writes_per_second);
+            let in_window = window.len();
+            inner
+                .group_tally
+                .entry(id.to_string())
+                .or_default()
+                .count(in_window, allowed);
+            if !allowed {
                 return Err((10049, "group attribute writes over 5 per second".into()));
             }
             if self.config.fail_share > 0.0 && rand::rng().random::<f64>() < self.config.fail_share

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::window::Window;
 
-/// Records kept at most; counters go on after that, records stop (long load runs).
-const MAX_RECORDS: usize = 2_000_000;
+/// Records kept at most by default; counters go on after that, records stop (long load runs).
+pub const MAX_RECORDS: usize = 2_000_000;
 
 /// One call as the emulator received it.
 #[derive(Debug, Clone)]
@@ -46,6 +46,28 @@ pub enum Fault {
     Stall,
 }
 
+/// What a lane (an API, or a group's attribute writes) received: the load benchmark's view of
+/// how close the gateway came to each limit, kept for every lane ever seen.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    /// Calls that reached the lane's window, refused ones included.
+    pub calls: u64,
+    /// Calls refused for crossing the lane's limit (10049 or 60007).
+    pub over: u64,
+    /// The most calls in any sliding second (the limit is crossed when this exceeds it).
+    pub peak: u32,
+}
+
+impl Tally {
+    /// Counts one arrival, with `in_window` arrivals in the second up to it (this one included);
+    /// `allowed` is false when it was refused for the limit.
+    pub fn count(&mut self, in_window: usize, allowed: bool) {
+        self.calls += 1;
+        self.over += u64::from(!allowed);
+        self.peak = self.peak.max(in_window.try_into().unwrap_or(u32::MAX));
+    }
+}
+
 /// The `ErrorCode` recorded for a call that got no answer.
 pub const NO_ANSWER: i64 = -1;
 
@@ -67,6 +89,10 @@ pub struct Inner {
     pub refused: BTreeMap<i64, u64>,
     /// Calls received in all.
     pub received: u64,
+    /// Calls and peaks by API.
+    pub api_tally: HashMap<String, Tally>,
+    /// Attribute writes and peaks by GroupId.
+    pub group_tally: HashMap<String, Tally>,
     /// Next number for generated GroupIds.
     pub next_group: u64,
     /// The SecretKeys accepted now, when a test rotates them (else the configured one).
@@ -132,13 +158,26 @@ impl State {
         self.with(|s| s.keys = Some(keys.iter().map(|k| k.to_string()).collect()));
     }
 
-    /// Counters as JSON, for `GET /_emulator/stats`.
-    pub fn stats_json(&self) -> String {
+    /// Counters as JSON, for `GET /_emulator/stats`: calls, refusals by code, and each API's
+    /// calls and peak per sliding second; the busiest group's peak; with `per_group`, every
+    /// group's writes and peak too (`?groups=1`: large when many groups were seen).
+    pub fn stats_json(&self, per_group: bool) -> String {
         self.with(|s| {
             let refused: BTreeMap<String, u64> =
                 s.refused.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-            json!({"received": s.received, "refused": refused, "groups": s.groups.len()})
-                .to_string()
+            let apis: BTreeMap<&String, &Tally> = s.api_tally.iter().collect();
+            let group_peak = s.group_tally.values().map(|t| t.peak).max().unwrap_or(0);
+            let mut stats = json!({
+                "received": s.received,
+                "refused": refused,
+                "groups": s.groups.len(),
+                "apis": apis,
+                "group_peak": group_peak,
+            });
+            if per_group {
+                stats["group_writes"] = json!(s.group_tally);
+            }
+            stats.to_string()
         })
     }
 }
@@ -165,13 +204,13 @@ impl Inner {
         self.api_windows.retain(|_, w| !w.is_idle(now, span));
     }
 
-    /// Stores a record and counts its code.
-    pub fn record(&mut self, record: Record) {
+    /// Counts a call's code, and stores its record while fewer than `max_records` are held.
+    pub fn record(&mut self, record: Record, max_records: usize) {
         self.received += 1;
         if record.code != 0 {
             *self.refused.entry(record.code).or_default() += 1;
         }
-        if self.records.len() < MAX_RECORDS {
+        if self.records.len() < max_records {
             self.records.push(record);
         }
     }

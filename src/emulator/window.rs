@@ -28,6 +28,16 @@ impl Window {
         allowed
     }
 
+    /// Arrivals within the span before the last one, that one included.
+    pub fn len(&self) -> usize {
+        self.arrivals.len()
+    }
+
+    /// True when no arrival is held.
+    pub fn is_empty(&self) -> bool {
+        self.arrivals.is_empty()
+    }
+
     /// True when nothing arrived within `span` before `now`, so the lane can be forgotten.
     pub fn is_idle(&self, now: Instant, span: Duration) -> bool {
         self.arrivals

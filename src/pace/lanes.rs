@@ -1,14 +1,14 @@
 //! Lane state behind the pacer's lock: one app lane per API, one group lane per GroupId with a
 //! FIFO of waiting writes, the admission arithmetic, and the forgetting of idle groups.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::idle::IdleQueue;
 use super::rate::Rate;
 use super::send_log::SendLog;
 use crate::error::Error;
@@ -70,9 +70,11 @@ pub(crate) enum Admitted {
 #[derive(Debug)]
 pub(crate) struct Lanes {
     pub apps: HashMap<Arc<str>, AppLane>,
-    pub groups: HashMap<Arc<str>, GroupLane>,
+    /// Group lanes; foldhash, seeded per process, hashes a GroupId several times faster than
+    /// SipHash, which showed in profiles (each write looks its group up a few times).
+    pub groups: HashMap<Arc<str>, GroupLane, foldhash::fast::RandomState>,
     /// Groups that went idle, by when they may be forgotten.
-    idle: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
+    idle: IdleQueue,
     /// Admitted requests without a slot, over all lanes.
     pub queued: usize,
     /// Group writes waiting behind another write.
@@ -151,8 +153,8 @@ impl Lanes {
             .collect();
         Lanes {
             apps,
-            groups: HashMap::new(),
-            idle: BinaryHeap::new(),
+            groups: HashMap::default(),
+            idle: IdleQueue::default(),
             queued: 0,
             group_waiting: 0,
             settings: *settings,
@@ -317,7 +319,7 @@ impl Lanes {
             .sent
             .quiet_at(self.settings.send_window)
             .map_or(lane.tat, |quiet| quiet.max(lane.tat));
-        self.idle.push(Reverse((forgettable, group.clone())));
+        self.idle.push(forgettable, group.clone(), Instant::now());
     }
 
     /// The API lane's sending rate per second now.
@@ -435,13 +437,7 @@ impl Lanes {
     /// Forgets groups whose last write's spacing has passed with nothing waiting: memory follows
     /// queued work, not the number of groups ever seen.
     pub fn forget_idle(&mut self, now: Instant) {
-        while let Some(Reverse((at, _))) = self.idle.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((_, group))) = self.idle.pop() else {
-                break;
-            };
+        while let Some(group) = self.idle.pop_due(now) {
             let Some(lane) = self.groups.get_mut(&group) else {
                 continue;
             };
@@ -450,8 +446,7 @@ impl Lanes {
             } else if !lane.busy && lane.waiters.is_empty() {
                 // Quiet but still slowed down: look again when the window has passed once more.
                 // (A busy lane is looked at again when it is released.)
-                self.idle
-                    .push(Reverse((now + self.settings.send_window, group)));
+                self.idle.push(now + self.settings.send_window, group, now);
             }
         }
     }

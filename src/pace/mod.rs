@@ -6,6 +6,7 @@
 //! Each request waits in its own task on tokio timers: the only shared state is [`lanes::Lanes`]
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
 
+mod idle;
 pub(crate) mod lanes;
 mod metrics;
 mod rate;

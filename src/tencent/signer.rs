@@ -17,6 +17,9 @@ const RENEW_AT: f64 = 0.75;
 /// A generated UserSig and what it was made from.
 struct Current {
     usersig: Arc<str>,
+    /// `sdkappid=..&identifier=..&usersig=..`, percent-encoded once per UserSig rather than once
+    /// per attempt.
+    signed: String,
     created: i64,
     expires: i64,
     key: String,
@@ -87,6 +90,7 @@ impl Signer {
             clock,
             current: RwLock::new(Arc::new(Current {
                 usersig: Arc::from(""),
+                signed: String::new(),
                 created: 0,
                 expires: 0,
                 key: String::new(),
@@ -101,7 +105,14 @@ impl Signer {
         let created = (self.clock)();
         let ttl = self.ttl.as_secs() as i64;
         let sig = usersig::generate(self.sdkappid, &self.identifier, &key, created, ttl);
+        let signed = format!(
+            "sdkappid={}&identifier={}&usersig={}",
+            self.sdkappid,
+            encode(&self.identifier),
+            encode(&sig)
+        );
         Current {
+            signed,
             usersig: Arc::from(sig),
             created,
             expires: created.saturating_add(ttl),
@@ -118,10 +129,16 @@ impl Signer {
 
     /// The current UserSig, renewed first if it has lived past 75% of its lifetime.
     pub fn usersig(&self) -> Arc<str> {
+        self.fresh().usersig.clone()
+    }
+
+    /// The current sig and what goes with it, renewed first if it has lived past 75% of its
+    /// lifetime.
+    fn fresh(&self) -> Arc<Current> {
         let current = self.snapshot();
         let age = (self.clock)() - current.created;
         if (age as f64) < self.ttl.as_secs_f64() * RENEW_AT {
-            return current.usersig.clone();
+            return current;
         }
         self.renew_from(&current)
     }
@@ -129,24 +146,24 @@ impl Signer {
     /// Renews the UserSig now (after Tencent answered 70001), re-reading a key file.
     pub fn renew(&self) -> Arc<str> {
         let current = self.snapshot();
-        self.renew_from(&current)
+        self.renew_from(&current).usersig.clone()
     }
 
-    fn renew_from(&self, seen: &Arc<Current>) -> Arc<str> {
+    fn renew_from(&self, seen: &Arc<Current>) -> Arc<Current> {
         let mut guard = match self.current.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         // Another request renewed it while this one waited for the lock.
         if !Arc::ptr_eq(&guard, seen) {
-            return guard.usersig.clone();
+            return guard.clone();
         }
         let key = read_key(&self.source).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "Keeping the previous SecretKey.");
             guard.key.clone()
         });
         *guard = Arc::new(self.generate(key));
-        guard.usersig.clone()
+        guard.clone()
     }
 
     /// Re-reads a `secret_key_file` (a Kubernetes Secret swaps it by symlink) and, if the key
@@ -184,12 +201,7 @@ impl Signer {
     /// `random` each time, so that Tencent can tell a retry from a replay.
     pub fn query(&self) -> String {
         let random: u32 = rand::rng().random();
-        format!(
-            "sdkappid={}&identifier={}&usersig={}&random={random}&contenttype=json",
-            self.sdkappid,
-            encode(&self.identifier),
-            encode(&self.usersig()),
-        )
+        format!("{}&random={random}&contenttype=json", self.fresh().signed)
     }
 }
 

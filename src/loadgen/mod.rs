@@ -1,0 +1,13 @@
+//! The load benchmark's parts (`benches/load.rs` and the CI guard in `tests/load_guard.rs`):
+//! a keep-alive caller, the emulator and the proxies under test as separate processes, the
+//! pacing-accuracy scenario, and the HTTP/2 flood behind the memory reading.
+//!
+//! Everything here talks to 127.0.0.1 only, and every run is bounded in count and time.
+
+pub mod client;
+pub mod conf;
+pub mod flood;
+pub mod pacing;
+pub mod procs;
+pub mod stack;
+pub mod stats;

@@ -1,0 +1,258 @@
+//! The emulator and the proxies under test, started as separate processes on 127.0.0.1: timgate
+//! itself, nginx and HAProxy as plain keep-alive reverse proxies (the caller signs), or nothing
+//! (the caller talks to the emulator directly, the baseline).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::client::Target;
+use super::conf;
+use super::procs::{Proc, Workdir, free_addr, get, wait_http};
+use crate::emulator::state::Tally;
+use crate::emulator::{DEMO_IDENTIFIER, DEMO_SDKAPPID, DEMO_SECRET_KEY};
+use crate::tencent::usersig;
+
+const READY: Duration = Duration::from_secs(20);
+
+/// What stands between the caller and the emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    /// timgate: the caller sends plain JSON.
+    Timgate,
+    /// nginx (Debian's package) as a reverse proxy; the caller signs.
+    Nginx,
+    /// HAProxy (Debian's package) as a reverse proxy; the caller signs.
+    Haproxy,
+    /// No proxy: the caller signs and calls the emulator (the baseline for "added latency").
+    Direct,
+}
+
+impl Proxy {
+    /// Its name in tables and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proxy::Timgate => "timgate",
+            Proxy::Nginx => "nginx",
+            Proxy::Haproxy => "haproxy",
+            Proxy::Direct => "direct",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(name: &str) -> Option<Proxy> {
+        [Proxy::Timgate, Proxy::Nginx, Proxy::Haproxy, Proxy::Direct]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+/// How the proxy limits calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limits {
+    /// Far above the offered load: pacing out of the way (pass-through runs).
+    Open,
+    /// Tencent's limits: timgate's defaults; nginx's `limit_req` keyed by the `group` query
+    /// parameter (nginx cannot read the body) and by the path. HAProxy is not run this way.
+    Tencent,
+}
+
+/// The emulator, in its own process (`timgate emulate`).
+#[derive(Debug)]
+pub struct EmulatorProc {
+    /// Where it listens (plain HTTP).
+    pub addr: SocketAddr,
+    proc: Proc,
+}
+
+impl EmulatorProc {
+    /// Starts it with `latency` added to every answer. With `strict`, Tencent's limits are
+    /// enforced (10049, 60007); else they are only counted, so a pass-through run is not refused.
+    pub async fn start(
+        bin: &Path,
+        dir: &Workdir,
+        latency: Duration,
+        strict: bool,
+    ) -> Result<EmulatorProc, String> {
+        let addr = free_addr()?;
+        let (group, app) = if strict {
+            ("5", "200")
+        } else {
+            ("1000000000", "1000000000")
+        };
+        let mut command = Command::new(bin);
+        command.args([
+            "emulate",
+            "--listen",
+            &addr.to_string(),
+            "--max-records",
+            "0",
+        ]);
+        command.args(["--latency-ms", &latency.as_millis().to_string()]);
+        command.args(["--group-writes-per-second", group, "--app-per-second", app]);
+        let proc = Proc::spawn("emulator", command, &dir.path.join("emulator.log"))?;
+        wait_http(addr, "/_emulator/stats", Instant::now(), READY).await?;
+        Ok(EmulatorProc { addr, proc })
+    }
+
+    /// Its counters; with `per_group`, every group's tally.
+    pub async fn stats(&self, per_group: bool) -> Result<EmulatorStats, String> {
+        let path = if per_group {
+            "/_emulator/stats?groups=1"
+        } else {
+            "/_emulator/stats"
+        };
+        let (_, body) = get(self.addr, path).await?;
+        serde_json::from_slice(&body).map_err(|e| format!("emulator stats: {e}"))
+    }
+
+    /// Fails when it has exited.
+    pub fn check_running(&mut self) -> Result<(), String> {
+        self.proc.check_running()
+    }
+}
+
+/// The emulator's counters (`GET /_emulator/stats`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmulatorStats {
+    /// Calls received.
+    pub received: u64,
+    /// Calls answered with each non-zero `ErrorCode`.
+    pub refused: BTreeMap<String, u64>,
+    /// Calls and peaks by API.
+    pub apis: BTreeMap<String, Tally>,
+    /// The highest writes-per-sliding-second of any group.
+    pub group_peak: u32,
+    /// Writes and peaks by group, when asked for.
+    #[serde(default)]
+    pub group_writes: HashMap<String, Tally>,
+}
+
+impl EmulatorStats {
+    /// Calls refused for crossing a rate limit (10049 per group, 60007 per API).
+    pub fn limit_refusals(&self) -> u64 {
+        ["10049", "60007"]
+            .iter()
+            .map(|code| self.refused.get(*code).copied().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// A proxy under test, ready to take calls.
+#[derive(Debug)]
+pub struct ProxyProc {
+    /// Which one.
+    pub kind: Proxy,
+    /// Where and how the caller reaches it.
+    pub target: Target,
+    /// timgate's admin listener (`/metrics`, `/readyz`).
+    pub admin: Option<SocketAddr>,
+    /// From spawn to ready.
+    pub started_in: Duration,
+    /// timgate's configuration file (rewritten and reloaded by the memory run).
+    pub config: Option<PathBuf>,
+    proc: Option<Proc>,
+}
+
+impl ProxyProc {
+    /// Starts `kind` in front of the emulator at `upstream`; `extra_limits` are more lines for
+    /// timgate's `[limits]` table.
+    pub async fn start(
+        kind: Proxy,
+        bin: &Path,
+        dir: &Workdir,
+        upstream: SocketAddr,
+        limits: Limits,
+        extra_limits: &str,
+    ) -> Result<ProxyProc, String> {
+        let usersig = usersig::generate(
+            DEMO_SDKAPPID,
+            DEMO_IDENTIFIER,
+            DEMO_SECRET_KEY,
+            crate::tencent::signer::unix_now(),
+            86_400,
+        );
+        let signed = |addr| Target::signed(addr, DEMO_SDKAPPID, DEMO_IDENTIFIER, &usersig);
+        let listen = free_addr()?;
+        let log = dir.path.join(format!("{}.log", kind.name()));
+        let started = Instant::now();
+        let (proc, target, admin, config) = match kind {
+            Proxy::Direct => (None, signed(upstream), None, None),
+            Proxy::Timgate => {
+                let admin = free_addr()?;
+                let toml = conf::timgate(listen, admin, upstream, limits, extra_limits);
+                let path = dir.write("timgate.toml", &toml)?;
+                let mut command = Command::new(bin);
+                command.arg("--config").arg(&path);
+                let proc = Proc::spawn("timgate", command, &log)?;
+                wait_ready(admin, started).await?;
+                (
+                    Some(proc),
+                    Target::unsigned(listen),
+                    Some(admin),
+                    Some(path),
+                )
+            }
+            Proxy::Nginx => {
+                let path = dir.write("nginx.conf", &conf::nginx(dir, listen, upstream, limits))?;
+                let mut command = Command::new(which("nginx")?);
+                command.arg("-p").arg(&dir.path).arg("-c").arg(&path);
+                command.arg("-e").arg(dir.path.join("nginx-error.log"));
+                let proc = Proc::spawn("nginx", command, &log)?;
+                wait_http(listen, "/", started, READY).await?;
+                let mut target = signed(listen);
+                target.group_param = limits == Limits::Tencent;
+                (Some(proc), target, None, None)
+            }
+            Proxy::Haproxy => {
+                let path = dir.write("haproxy.cfg", &conf::haproxy(listen, upstream))?;
+                let mut command = Command::new(which("haproxy")?);
+                command.arg("-f").arg(&path).arg("-db");
+                let proc = Proc::spawn("haproxy", command, &log)?;
+                wait_http(listen, "/", started, READY).await?;
+                (Some(proc), signed(listen), None, None)
+            }
+        };
+        Ok(ProxyProc {
+            kind,
+            target,
+            admin,
+            started_in: started.elapsed(),
+            config,
+            proc,
+        })
+    }
+
+    /// The process, when there is one (not for `Direct`).
+    pub fn process(&self) -> Option<&Proc> {
+        self.proc.as_ref()
+    }
+}
+
+/// Waits for timgate's `/readyz` to answer 200.
+async fn wait_ready(admin: SocketAddr, since: Instant) -> Result<Duration, String> {
+    loop {
+        if super::procs::get_status(admin, "/readyz").await == Ok(200) {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > READY {
+            return Err(format!("timgate not ready after {READY:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Finds a program on PATH or in the sbin directories Debian puts servers in.
+pub fn which(program: &str) -> Result<PathBuf, String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| format!("{program} not found: install it (apt-get install {program})"))
+}
