@@ -346,3 +346,48 @@ async fn a_reload_switches_coalescing_on() {
     assert_eq!((after.code(), coalesced(&after)), (0, Some(1)));
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_is_taken_out_of_its_batch() {
+    let slow = EmulatorConfig {
+        latency: Duration::from_millis(600),
+        ..EmulatorConfig::demo()
+    };
+    let (emulator, tls) = tls_emulator(slow).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), ON]).await;
+    let modifies = gateway.metrics.admitted.with_label_values(&[MODIFY]);
+    let client = Client::new();
+    let group = "@TGS#aHANGUP";
+    let hold = post(&client, gateway.url(MODIFY), modify(group, "h", "0"), None);
+    support::wait_admitted(&modifies, 1).await;
+    // The batch behind the held write is opened by a caller who gives up after 100 ms.
+    let impatient = Client::new();
+    let gave_up = tokio::spawn({
+        let url = gateway.url(MODIFY);
+        let body = modify(group, "a", "gone");
+        async move { tokio::time::timeout(Duration::from_millis(100), impatient.post(&url, body)).await }
+    });
+    support::wait_admitted(&modifies, 2).await;
+    let patient = post(&client, gateway.url(MODIFY), modify(group, "b", "2"), None);
+    support::wait_admitted(&modifies, 3).await;
+    assert!(
+        gave_up.await.expect("task").is_err(),
+        "the impatient caller hung up"
+    );
+
+    let patient = patient.await.expect("caller");
+    assert_eq!((patient.code(), coalesced(&patient)), (0, Some(1)));
+    assert_eq!(hold.await.expect("caller").code(), 0);
+    let bodies: Vec<BTreeMap<String, String>> = writes_to(&emulator.state.records(), group)
+        .iter()
+        .map(|r| attrs_of(&r.body, "GroupAttr"))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            BTreeMap::from([("h".to_string(), "0".to_string())]),
+            BTreeMap::from([("b".to_string(), "2".to_string())]),
+        ]
+    );
+    gateway.shutdown().await;
+}
