@@ -153,54 +153,53 @@ impl Gateway {
     {
         let started = Instant::now();
         let request_id = request_id(req.headers());
-        let (api, outcome, code, reason, shared, mut response) =
-            match self.process(req, &request_id).await {
-                Ok((route, reply, shared)) => {
-                    let code = reply.code.unwrap_or(-1);
-                    let outcome = match reply.code {
-                        Some(0) => "ok",
-                        _ => "fail",
-                    };
-                    if code != 0 {
-                        self.metrics
-                            .tencent_errors
-                            .with_label_values(&[&*route.name, &code.to_string()])
-                            .inc();
-                    }
-                    (
-                        route.name,
-                        outcome,
-                        code,
-                        "",
-                        shared,
-                        answer::reply_response(&reply),
-                    )
+        let processed = self.process(req, &request_id).await;
+        let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
+        let (api, outcome, code, reason, mut response) = match processed {
+            Ok((route, reply, _)) => {
+                let code = reply.code.unwrap_or(-1);
+                let outcome = match reply.code {
+                    Some(0) => "ok",
+                    _ => "fail",
+                };
+                if code != 0 {
+                    self.metrics
+                        .tencent_errors
+                        .with_label_values(&[&*route.name, &code.to_string()])
+                        .inc();
                 }
-                Err((route, err, shared)) => {
-                    let outcome = match err {
-                        Error::Invalid(_) => "invalid",
-                        Error::UpstreamConnect(_)
-                        | Error::UpstreamUnreachable(_)
-                        | Error::UpstreamTimeout(_) => "error",
-                        _ => "rejected",
-                    };
-                    if outcome != "error" {
-                        self.metrics
-                            .rejections
-                            .with_label_values(&[err.reason()])
-                            .inc();
-                    }
-                    let api = route.map_or_else(|| Arc::from(UNROUTED), |r| r.name);
-                    (
-                        api,
-                        outcome,
-                        err.error_code(),
-                        err.reason(),
-                        shared,
-                        error_response(&err),
-                    )
+                (
+                    route.name,
+                    outcome,
+                    code,
+                    "",
+                    answer::reply_response(&reply),
+                )
+            }
+            Err((route, err, _)) => {
+                let outcome = match err {
+                    Error::Invalid(_) => "invalid",
+                    Error::UpstreamConnect(_)
+                    | Error::UpstreamUnreachable(_)
+                    | Error::UpstreamTimeout(_) => "error",
+                    _ => "rejected",
+                };
+                if outcome != "error" {
+                    self.metrics
+                        .rejections
+                        .with_label_values(&[err.reason()])
+                        .inc();
                 }
-            };
+                let api = route.map_or_else(|| Arc::from(UNROUTED), |r| r.name);
+                (
+                    api,
+                    outcome,
+                    err.error_code(),
+                    err.reason(),
+                    error_response(&err),
+                )
+            }
+        };
         let elapsed = started.elapsed();
         self.metrics
             .requests
