@@ -273,3 +273,6 @@ fn forget(open: &mut HashMap<Arc<str>, Arc<Batch>>, batch: &Arc<Batch>) {
         open.remove(&batch.group);
     }
 }
+
+#[cfg(test)]
+mod tests;
