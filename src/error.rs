@@ -9,8 +9,9 @@ use http::StatusCode;
 use crate::config::ConfigError;
 use crate::validate::Invalid;
 
-/// Everything that can go wrong in timgate.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong in timgate. Clone, so that the callers of one coalesced upstream
+/// call all get the same answer.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The body breaks a rule Tencent would enforce; answered as Tencent would.
     #[error("{0}")]

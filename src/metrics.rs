@@ -17,6 +17,8 @@ const QUEUE_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0,
     60.0,
 ];
+/// Coalesced batch sizes: one request alone, a few merged, up to a full group queue (64).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 16.0, 32.0, 64.0];
 /// Caller-seen latency buckets: from under a millisecond (local refusals) to a full queue wait.
 const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -65,6 +67,11 @@ pub struct Metrics {
     pub limiter_backend_up: IntGauge,
     /// Times a replica fell back from the shared backend to its local share of the limits.
     pub limiter_fallback: prometheus::IntCounter,
+    /// Requests answered with an upstream call they shared with at least one other request
+    /// (coalescing): every member of a batch of two or more.
+    pub coalesced_requests: prometheus::IntCounter,
+    /// Requests per coalesced upstream call, batches of one included (coalescing on).
+    pub coalesce_batch_size: prometheus::Histogram,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
 }
@@ -164,6 +171,24 @@ impl Metrics {
         for reason in crate::error::REJECTION_REASONS {
             rejections.with_label_values(&[reason]);
         }
+        let coalesced_requests = prometheus::IntCounter::new(
+            "coalesced_requests_total",
+            "Requests answered with an upstream call they shared with at least one other request \
+             (limits.coalesce): every member of a batch of two or more.",
+        )
+        .expect("static");
+        r.register(Box::new(coalesced_requests.clone()))
+            .expect("unique");
+        let coalesce_batch_size = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "coalesce_batch_size",
+                "Requests per coalesced upstream modify_group_attr call, batches of one included.",
+            )
+            .buckets(BATCH_BUCKETS.to_vec()),
+        )
+        .expect("static");
+        r.register(Box::new(coalesce_batch_size.clone()))
+            .expect("unique");
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -252,6 +277,8 @@ impl Metrics {
             active_groups,
             limiter_backend_up,
             limiter_fallback,
+            coalesced_requests,
+            coalesce_batch_size,
             build_info,
             registry,
         };

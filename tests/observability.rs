@@ -127,6 +127,8 @@ fn the_dashboard_takes_its_datasource_and_api_from_variables_and_covers_every_si
         "timgate_active_groups",
         "timgate_limiter_backend_up",
         "timgate_limiter_fallback_total",
+        "timgate_coalesced_requests_total",
+        "timgate_coalesce_batch_size_bucket",
     ] {
         assert!(used.contains(name), "no panel shows {name}");
     }

@@ -144,6 +144,7 @@ impl RawConfig {
                 as usize,
             max_queued: p.positive("limits.max_queued", l.max_queued.into()) as usize,
             max_wait: ms(p.positive("limits.max_wait_ms", l.max_wait_ms)),
+            coalesce: l.coalesce,
         };
         let r = &self.retry;
         let retry = RetryConfig {

@@ -125,6 +125,9 @@ pub struct LimitsConfig {
     pub max_queued: usize,
     /// Default deadline of a queued request.
     pub max_wait: Duration,
+    /// Merge the `modify_group_attr` writes waiting in one group's queue into one upstream
+    /// call (README, "Coalescing hot groups"). Reloadable.
+    pub coalesce: bool,
 }
 
 /// `[retry]`, checked.

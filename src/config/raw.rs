@@ -111,6 +111,8 @@ pub struct RawLimits {
     pub max_queued: u32,
     /// Default deadline of a queued request, in milliseconds.
     pub max_wait_ms: u64,
+    /// Merge queued `modify_group_attr` writes of one group into one upstream call.
+    pub coalesce: bool,
 }
 
 /// `[retry]`: how failed attempts are retried.

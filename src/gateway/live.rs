@@ -1,5 +1,5 @@
 //! The gateway settings that a reload (SIGHUP) may change while requests are in flight: the
-//! allow-list, the bearer tokens, the body cap and the default wait. Each request reads one
+//! allow-list, the bearer tokens, the body cap, the default wait and coalescing. Each request reads one
 //! snapshot, so a reload never changes the rules halfway through a request.
 
 use std::collections::HashMap;
@@ -24,6 +24,11 @@ pub(super) struct Live {
     pub(super) auth_tokens: Vec<String>,
     pub(super) max_body_bytes: usize,
     pub(super) max_wait: Duration,
+    /// Merge queued modify writes of a group (`limits.coalesce`).
+    pub(super) coalesce: bool,
+    /// Most members in one batch: a group's queue bound, so a batch is never a bigger pile of
+    /// waiting callers than a full queue.
+    pub(super) batch_cap: usize,
 }
 
 impl Live {
@@ -46,6 +51,8 @@ impl Live {
             auth_tokens: config.server.auth_tokens.clone(),
             max_body_bytes: config.server.max_body_bytes,
             max_wait: config.limits.max_wait,
+            coalesce: config.limits.coalesce,
+            batch_cap: config.limits.max_queue_per_group,
         }
     }
 

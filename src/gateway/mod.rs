@@ -3,6 +3,7 @@
 //! gateway's own.
 
 pub mod answer;
+mod coalesce;
 mod forward;
 mod live;
 
@@ -24,6 +25,7 @@ use crate::tencent::catalogue::split_api;
 use crate::tencent::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 use crate::validate;
+use coalesce::Coalescer;
 use forward::{Forwarder, Job};
 use live::{Live, Route};
 use tokio::time::Instant;
@@ -46,6 +48,14 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_string)
 }
 
+/// The header on the answer of a coalesced write: how many requests shared its upstream call.
+pub const COALESCED_HEADER: &str = "x-timgate-coalesced";
+
+/// A request's outcome before its answer is built: the route and Tencent's reply, or the route
+/// (when one matched) and the error; with how many requests shared the upstream call, when the
+/// request went in a coalesced batch.
+type Processed = Result<(Route, Reply, Option<usize>), (Option<Route>, Error, Option<usize>)>;
+
 /// The header a caller may send to wait less than `limits.max_wait_ms` for its slot.
 pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
 
@@ -55,6 +65,7 @@ pub struct Gateway {
     live: RwLock<Arc<Live>>,
     pacer: Pacer,
     forwarder: Arc<Forwarder>,
+    coalescer: Arc<Coalescer>,
     metrics: Metrics,
     draining: AtomicBool,
 }
@@ -83,10 +94,13 @@ impl Gateway {
             &apis,
             metrics.clone(),
         );
+        let forwarder = Arc::new(forwarder);
+        let coalescer = Coalescer::new(pacer.clone(), forwarder.clone(), metrics.clone());
         Gateway {
             live: RwLock::new(Arc::new(live)),
             pacer,
-            forwarder: Arc::new(forwarder),
+            forwarder,
+            coalescer: Arc::new(coalescer),
             metrics,
             draining: AtomicBool::new(false),
         }
@@ -99,6 +113,7 @@ impl Gateway {
         let apis = live.apis();
         self.pacer.reconfigure(&config.limits);
         self.forwarder.reconfigure(config, &apis);
+        self.coalescer.close_all();
         *self
             .live
             .write()
@@ -138,9 +153,10 @@ impl Gateway {
     {
         let started = Instant::now();
         let request_id = request_id(req.headers());
-        let (api, outcome, code, reason, mut response) = match self.process(req, &request_id).await
-        {
-            Ok((route, reply)) => {
+        let processed = self.process(req, &request_id).await;
+        let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
+        let (api, outcome, code, reason, mut response) = match processed {
+            Ok((route, reply, _)) => {
                 let code = reply.code.unwrap_or(-1);
                 let outcome = match reply.code {
                     Some(0) => "ok",
@@ -160,7 +176,7 @@ impl Gateway {
                     answer::reply_response(&reply),
                 )
             }
-            Err((route, err)) => {
+            Err((route, err, _)) => {
                 let outcome = match err {
                     Error::Invalid(_) => "invalid",
                     Error::UpstreamConnect(_)
@@ -196,6 +212,11 @@ impl Gateway {
         if let Ok(value) = http::HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
+        if let Some(size) = shared {
+            response
+                .headers_mut()
+                .insert(COALESCED_HEADER, http::HeaderValue::from(size));
+        }
         tracing::info!(
             request_id,
             api = &*api,
@@ -209,23 +230,19 @@ impl Gateway {
         response
     }
 
-    async fn process<B>(
-        &self,
-        req: Request<B>,
-        request_id: &str,
-    ) -> Result<(Route, Reply), (Option<Route>, Error)>
+    async fn process<B>(&self, req: Request<B>, request_id: &str) -> Processed
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if self.draining.load(Ordering::SeqCst) {
-            return Err((None, Error::ShuttingDown));
+            return Err((None, Error::ShuttingDown, None));
         }
         let (parts, body) = req.into_parts();
         let live = self.live();
-        Self::authorize(&live, &parts.headers).map_err(|e| (None, e))?;
-        let route = Self::route(&live, &parts).map_err(|e| (None, e))?;
-        let fail = |e| (Some(route.clone()), e);
+        Self::authorize(&live, &parts.headers).map_err(|e| (None, e, None))?;
+        let route = Self::route(&live, &parts).map_err(|e| (None, e, None))?;
+        let fail = |e| (Some(route.clone()), e, None);
         let body = Self::read_body(&live, &parts.headers, body)
             .await
             .map_err(fail)?;
@@ -235,6 +252,19 @@ impl Gateway {
             (true, Some(id)) => Some(Arc::<str>::from(id)),
             _ => None,
         };
+        if let (true, Some(group)) = (live.coalesce, &group) {
+            let write = coalesce::Write {
+                api: route.name.clone(),
+                group: group.clone(),
+                attrs: validated.attrs,
+                deadline,
+                request_id: request_id.to_string(),
+            };
+            return self
+                .coalescer
+                .write(route, write, body, live.batch_cap)
+                .await;
+        }
         let permit = self
             .pacer
             .acquire(&route.name, group.as_ref(), deadline)
@@ -254,7 +284,7 @@ impl Gateway {
             .send(job, permit)
             .await
             .map_err(fail)?;
-        Ok((route, reply))
+        Ok((route, reply, None))
     }
 
     /// How long the request may wait for its slot: `limits.max_wait_ms`, or less when the

@@ -164,14 +164,15 @@ impl Lanes {
     }
 
     /// Admits a request or refuses it at once: queues full, or its estimated send time (its place
-    /// in line times the lane's spacing) past its deadline.
+    /// in line times the lane's spacing) past its deadline. Returns its id, how it proceeds, and
+    /// that estimate.
     pub fn admit(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
         now: Instant,
-    ) -> Result<(u64, Admitted), Error> {
+    ) -> Result<(u64, Admitted, Instant), Error> {
         let settings = self.settings;
         self.forget_idle(now);
         if self.queued >= settings.max_queued {
@@ -218,7 +219,7 @@ impl Lanes {
         self.next_id += 1;
         let id = self.next_id;
         let Some(key) = group else {
-            return Ok((id, Admitted::Go));
+            return Ok((id, Admitted::Go, estimate));
         };
         let lane = self.groups.entry(key.clone()).or_insert_with(|| GroupLane {
             tat: now,
@@ -229,12 +230,12 @@ impl Lanes {
         });
         if !lane.busy {
             lane.busy = true;
-            return Ok((id, Admitted::Go));
+            return Ok((id, Admitted::Go, estimate));
         }
         let (tx, rx) = oneshot::channel();
         lane.waiters.push_back((id, tx));
         self.group_waiting += 1;
-        Ok((id, Admitted::Wait(rx)))
+        Ok((id, Admitted::Wait(rx), estimate))
     }
 
     /// When the group's next write may leave (now for a new or rested group).

@@ -27,7 +27,7 @@ pub use lanes::LaneSettings;
 use lanes::{Admitted, Lanes};
 use metrics::PaceMetrics;
 use shared::Shared;
-pub use ticket::Permit;
+pub use ticket::{Admission, Permit};
 use ticket::{Phase, Ticket};
 
 /// The spacing that keeps `rate` sends inside any window of one second plus `guard`.
@@ -164,8 +164,20 @@ impl Pacer {
         group: Option<&Arc<str>>,
         deadline: Instant,
     ) -> Result<Permit, Error> {
+        self.admit(api, group, deadline)?.ready(deadline).await
+    }
+
+    /// The first half of [`Pacer::acquire`], without waiting: takes the request's place in line
+    /// now, or refuses it at once when it cannot leave before `deadline`. Coalescing needs the
+    /// place taken under its own lock, so that a group's batches and barriers keep accept order.
+    pub fn admit(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+    ) -> Result<Admission, Error> {
         let admitted_at = Instant::now();
-        let (id, admitted) = {
+        let (id, admitted, estimate) = {
             let mut lanes = self.lanes();
             let result = lanes.admit(api, group, self.cutoff(deadline), admitted_at);
             self.publish(&lanes);
@@ -182,8 +194,32 @@ impl Pacer {
                 .inc(),
         }
         let mut ticket = Ticket::new(self.clone(), api.clone(), group.cloned(), id);
-        if let Admitted::Wait(handover) = admitted {
-            ticket.phase = Phase::Waiting;
+        let handover = match admitted {
+            Admitted::Wait(handover) => {
+                ticket.phase = Phase::Waiting;
+                Some(handover)
+            }
+            Admitted::Go => None,
+        };
+        Ok(Admission {
+            ticket,
+            handover,
+            admitted_at,
+            estimate,
+        })
+    }
+
+    /// The second half of [`Pacer::acquire`]: waits for the admitted request's turn and slot.
+    async fn ready(&self, admission: Admission, deadline: Instant) -> Result<Permit, Error> {
+        let Admission {
+            mut ticket,
+            handover,
+            admitted_at,
+            ..
+        } = admission;
+        let (api, group) = (ticket.api.clone(), ticket.group.clone());
+        let group = group.as_ref();
+        if let Some(handover) = handover {
             let handed = self
                 .bounded(handover, deadline)
                 .await
@@ -193,7 +229,7 @@ impl Pacer {
             handed.map_err(|_| Error::Internal("group lane handover lost".into()))?;
         }
         ticket.phase = Phase::Holding;
-        let (slot, claimed) = self.take_slot(api, group, deadline, true).await?;
+        let (slot, claimed) = self.take_slot(&api, group, deadline, true).await?;
         ticket.phase = Phase::Reserved;
         if group.is_some() {
             self.observe_wait(true, admitted_at.elapsed());
@@ -204,7 +240,7 @@ impl Pacer {
             self.bounded(sleep_until(slot), deadline)
                 .await
                 .map_err(|stop| stop.into_error(false))?;
-            self.claim(api, group, deadline).await?;
+            self.claim(&api, group, deadline).await?;
         }
         Ok(ticket.into_permit(slot))
     }

@@ -1,11 +1,14 @@
-//! A request's place in line, and the permit it becomes: both give their place back when dropped,
-//! so a caller who hangs up, a deadline that passes, or a panic never leaves a lane held.
+//! A request's place in line (a ticket, handed out as an [`Admission`]), and the permit it
+//! becomes: both give their place back when dropped, so a caller who hangs up, a deadline that
+//! passes, or a panic never leaves a lane held.
 
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::Pacer;
+use crate::error::Error;
 
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +26,8 @@ pub(super) enum Phase {
 /// An admitted request without a slot yet.
 pub(super) struct Ticket {
     pacer: Pacer,
-    api: Arc<str>,
-    group: Option<Arc<str>>,
+    pub(super) api: Arc<str>,
+    pub(super) group: Option<Arc<str>>,
     id: u64,
     pub(super) phase: Phase,
 }
@@ -75,6 +78,40 @@ impl Drop for Ticket {
             }
         }
         self.pacer.publish(&lanes);
+    }
+}
+
+/// A request with its place in line and no slot yet ([`Pacer::admit`]). Dropping it gives the
+/// place back; [`Admission::ready`] waits for the turn and the slot.
+pub struct Admission {
+    pub(super) ticket: Ticket,
+    /// Fires when the group's earlier writes are done (`None`: the request holds its lane).
+    pub(super) handover: Option<oneshot::Receiver<()>>,
+    pub(super) admitted_at: Instant,
+    pub(super) estimate: Instant,
+}
+
+impl Admission {
+    /// When the request was expected to leave at admission: its place in line times the lanes'
+    /// spacing (a later slowdown may move it).
+    pub fn estimate(&self) -> Instant {
+        self.estimate
+    }
+
+    /// Waits for the request's turn and slot, as [`Pacer::acquire`] does after admitting.
+    pub async fn ready(self, deadline: Instant) -> Result<Permit, Error> {
+        let pacer = self.ticket.pacer.clone();
+        pacer.ready(self, deadline).await
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("api", &self.ticket.api)
+            .field("group", &self.ticket.group)
+            .field("estimate", &self.estimate)
+            .finish_non_exhaustive()
     }
 }
 
