@@ -159,8 +159,10 @@ pub async fn compare(args: &Args, out: &mut Out) -> Result<(), String> {
     let mut table = format!(
         "Pass-through, pacing out of the way: {} rounds, alternating, {} s each; throughput \
          with {} keep-alive connections (closed loop), latency at {:.0} requests per second \
-         over 50 connections (open loop, counted from each request's scheduled time); medians \
-         of the rounds. `direct`: the client signs and calls the emulator itself.\n\n\
+         over 50 connections (open loop; a request held back by a slow answer before it counts \
+         from its scheduled time); medians of the rounds. `direct`: the client signs and calls \
+         the emulator itself. Proxy CPU: user and system time of the proxy's processes per \
+         request, from /proc.\n\n\
          | | requests/s | vs nginx | proxy CPU per request | p50 | p90 | p99 | p99.9 | p99 \
          added to direct | errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
         args.rounds, args.seconds, args.connections, args.rate

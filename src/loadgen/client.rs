@@ -214,8 +214,10 @@ pub async fn closed_loop(
 }
 
 /// An open-loop run at `rate` requests per second over `connections` callers for `duration`.
-/// Latency counts from each request's scheduled time, so a slow answer that delays the next
-/// request on its connection shows in the figures (no coordinated omission).
+/// A request that leaves late because the answer before it on its connection was slow counts
+/// from its scheduled time, so slowness shows in the figures (no coordinated omission); one
+/// whose connection was free counts from when it left, so tokio's millisecond timer, the
+/// client's own lateness, is not charged to the server.
 pub async fn fixed_rate(
     target: &Target,
     connections: usize,
@@ -235,8 +237,10 @@ pub async fn fixed_rate(
                 let mut n = k;
                 while n < total {
                     let at = start + step * n as u32;
+                    let backlogged = Instant::now() > at;
                     tokio::time::sleep_until(at).await;
-                    send_one(&mut conn, &target, &make(n), at, &mut record).await;
+                    let since = if backlogged { at } else { Instant::now() };
+                    send_one(&mut conn, &target, &make(n), since, &mut record).await;
                     n += connections as u64;
                 }
                 record
