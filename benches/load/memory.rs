@@ -67,9 +67,8 @@ pub async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
     let dir = Workdir::new("memory")?;
     let bin = PathBuf::from(BIN);
     let emulator = EmulatorProc::start(&bin, &dir, Duration::ZERO, false).await?;
-    let mut starts = Vec::new();
-    for _ in 0..args.starts {
-        let p = ProxyProc::start(
+    let start = || {
+        ProxyProc::start(
             Proxy::Timgate,
             &bin,
             &dir,
@@ -77,19 +76,13 @@ pub async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
             Limits::Tencent,
             HOLD,
         )
-        .await?;
-        starts.push(p.started_in.as_secs_f64() * 1000.0);
+    };
+    let mut starts = Vec::new();
+    for _ in 0..args.starts {
+        starts.push(start().await?.started_in.as_secs_f64() * 1000.0);
     }
     starts.sort_by(f64::total_cmp);
-    let gateway = ProxyProc::start(
-        Proxy::Timgate,
-        &bin,
-        &dir,
-        emulator.addr,
-        Limits::Tencent,
-        HOLD,
-    )
-    .await?;
+    let gateway = start().await?;
     let (admin, process) = match (gateway.admin, gateway.process()) {
         (Some(admin), Some(process)) => (admin, process),
         _ => return Err("timgate has no admin listener".into()),

@@ -119,12 +119,28 @@ impl Conn {
 
     /// Sends `call` and reads the whole answer: the HTTP status and the body's `ErrorCode`.
     pub async fn call(&mut self, target: &Target, call: &Call) -> Result<(u16, i64), String> {
-        self.send.ready().await.map_err(|e| e.to_string())?;
         let request = Request::post(target.uri(call))
-            .header(header::HOST, "127.0.0.1")
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(call.body.clone()))
-            .map_err(|e| e.to_string())?;
+            .body(Full::new(call.body.clone()));
+        let (status, body) = self.exchange(request).await?;
+        Ok((status, error_code(&body)))
+    }
+
+    /// `GET path`: the HTTP status and the body.
+    pub async fn get(&mut self, path: &str) -> Result<(u16, Bytes), String> {
+        self.exchange(Request::get(path).body(Full::new(Bytes::new())))
+            .await
+    }
+
+    async fn exchange(
+        &mut self,
+        request: http::Result<Request<Full<Bytes>>>,
+    ) -> Result<(u16, Bytes), String> {
+        let mut request = request.map_err(|e| e.to_string())?;
+        request
+            .headers_mut()
+            .insert(header::HOST, http::HeaderValue::from_static("127.0.0.1"));
+        self.send.ready().await.map_err(|e| e.to_string())?;
         let answer = self
             .send
             .send_request(request)
@@ -137,7 +153,7 @@ impl Conn {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok((status, error_code(&body)))
+        Ok((status, body))
     }
 }
 

@@ -149,32 +149,9 @@ pub async fn get_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
     get(addr, path).await.map(|(status, _)| status)
 }
 
-/// `GET http://addr/path`: the status and the body.
+/// `GET http://addr/path` on a new connection: the status and the body.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, bytes::Bytes), String> {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, "127.0.0.1")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let answer = send
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = answer.status().as_u16();
-    let body = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((status, body.to_bytes()))
+    super::client::Conn::open(addr).await?.get(path).await
 }
 
 /// A scratch directory for configuration files and logs, removed when dropped.
