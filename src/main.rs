@@ -83,8 +83,9 @@ struct EmulateArgs {
 }
 
 /// mimalloc rather than the system allocator: a gateway allocates and frees small buffers on
-/// every request, where glibc's malloc cost about a tenth of the CPU, and mimalloc returns the
-/// memory of a drained queue to the system instead of keeping it.
+/// every request, where glibc's malloc cost about a tenth of the CPU; and after a queue of
+/// 100,000 requests drains, mimalloc gives about two thirds of its memory back where glibc kept
+/// all of it (README, Performance).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
