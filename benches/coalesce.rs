@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use timgate::app::App;
-use timgate::config::Config;
-use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
+use timgate::loadgen::inproc::InProcess;
 use tokio::time::Instant;
 
 const MODIFY: &str = "group_open_http_svc/modify_group_attr";
@@ -87,22 +85,11 @@ fn main() {
 }
 
 async fn run(coalesce: bool, seconds: u64, rate: u64) -> Run {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let extra = format!("[limits]\ncoalesce = {coalesce}\n[log]\nlevel = \"error\"\n");
+    let running = InProcess::start(&extra)
         .await
-        .expect("bind");
-    let emulator = Emulator::spawn(EmulatorConfig::demo(), listener, None);
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[tencent]\nsdkappid = {DEMO_SDKAPPID}\nsecret_key = \"{DEMO_SECRET_KEY}\"\nbase_url = \"http://{}\"\n[limits]\ncoalesce = {coalesce}\n[log]\nlevel = \"error\"\n",
-        emulator.addr
-    );
-    let app = App::build(Config::from_toml(&toml).expect("config"))
-        .await
-        .expect("app");
-    let addr = app.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(async {
-        let _ = stopped.await;
-    }));
+        .expect("emulator and gateway");
+    let (emulator, addr) = (&running.emulator, running.addr);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let url = format!("http://{addr}/v4/{MODIFY}");
@@ -189,8 +176,6 @@ async fn run(coalesce: bool, seconds: u64, rate: u64) -> Run {
         figures.refused,
         records.len()
     );
-    let _ = stop.send(());
-    let _ = server.await;
-    emulator.shutdown().await;
+    running.stop().await;
     figures
 }

@@ -12,9 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use timgate::app::App;
-use timgate::config::Config;
-use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
+use timgate::loadgen::inproc::InProcess;
 use timgate::metrics::Metrics;
 use timgate::pace::{LaneSettings, Pacer};
 use tokio::time::Instant;
@@ -194,22 +192,10 @@ async fn latency() {
 
 async fn utilization() {
     const SECONDS: u64 = 30;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let running = InProcess::start("[log]\nlevel = \"warn\"\n")
         .await
-        .expect("bind");
-    let emulator = Emulator::spawn(EmulatorConfig::demo(), listener, None);
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[tencent]\nsdkappid = {DEMO_SDKAPPID}\nsecret_key = \"{DEMO_SECRET_KEY}\"\nbase_url = \"http://{}\"\n[log]\nlevel = \"warn\"\n",
-        emulator.addr
-    );
-    let app = App::build(Config::from_toml(&toml).expect("config"))
-        .await
-        .expect("app");
-    let addr = app.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(async {
-        let _ = stopped.await;
-    }));
+        .expect("emulator and gateway");
+    let (emulator, addr) = (&running.emulator, running.addr);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let until = Instant::now() + Duration::from_secs(SECONDS);
@@ -281,8 +267,7 @@ async fn utilization() {
         app_rate / 200.0,
         emulator.state.limit_refusals()
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    running.stop().await;
 }
 
 async fn redis() {
