@@ -164,7 +164,16 @@ impl Pacer {
         group: Option<&Arc<str>>,
         deadline: Instant,
     ) -> Result<Permit, Error> {
-        self.admit(api, group, deadline)?.ready(deadline).await
+        // Straight to `ready`, in parts: a future keeps its arguments apart from its locals, and
+        // another layer, or the whole `Admission` beside its parts, would be kept by every queued
+        // request (500 bytes each, 50 MB at 100,000 queued).
+        let Admission {
+            ticket,
+            handover,
+            admitted_at,
+            ..
+        } = self.admit(api, group, deadline)?;
+        self.ready(ticket, handover, admitted_at, deadline).await
     }
 
     /// The first half of [`Pacer::acquire`], without waiting: takes the request's place in line
@@ -210,15 +219,14 @@ impl Pacer {
     }
 
     /// The second half of [`Pacer::acquire`]: waits for the admitted request's turn and slot.
-    async fn ready(&self, admission: Admission, deadline: Instant) -> Result<Permit, Error> {
-        let Admission {
-            mut ticket,
-            handover,
-            admitted_at,
-            ..
-        } = admission;
-        let (api, group) = (ticket.api.clone(), ticket.group.clone());
-        let group = group.as_ref();
+    async fn ready(
+        &self,
+        mut ticket: Ticket,
+        handover: Option<tokio::sync::oneshot::Receiver<()>>,
+        admitted_at: Instant,
+        deadline: Instant,
+    ) -> Result<Permit, Error> {
+        let (api, group) = (&ticket.api, ticket.group.as_ref());
         if let Some(handover) = handover {
             let handed = self
                 .bounded(handover, deadline)
@@ -229,7 +237,7 @@ impl Pacer {
             handed.map_err(|_| Error::Internal("group lane handover lost".into()))?;
         }
         ticket.phase = Phase::Holding;
-        let (slot, claimed) = self.take_slot(&api, group, deadline, true).await?;
+        let (slot, claimed) = self.take_slot(api, group, deadline, true).await?;
         ticket.phase = Phase::Reserved;
         if group.is_some() {
             self.observe_wait(true, admitted_at.elapsed());
@@ -240,7 +248,7 @@ impl Pacer {
             self.bounded(sleep_until(slot), deadline)
                 .await
                 .map_err(|stop| stop.into_error(false))?;
-            self.claim(&api, group, deadline).await?;
+            self.claim(api, group, deadline).await?;
         }
         Ok(ticket.into_permit(slot))
     }

@@ -101,7 +101,9 @@ impl Admission {
     /// Waits for the request's turn and slot, as [`Pacer::acquire`] does after admitting.
     pub async fn ready(self, deadline: Instant) -> Result<Permit, Error> {
         let pacer = self.ticket.pacer.clone();
-        pacer.ready(self, deadline).await
+        pacer
+            .ready(self.ticket, self.handover, self.admitted_at, deadline)
+            .await
     }
 }
 
