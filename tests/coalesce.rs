@@ -12,7 +12,7 @@ use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
 use support::{Answer, Client, Gateway, base_toml, tls_emulator};
-use timgate::emulator::{EmulatorConfig, Record};
+use timgate::emulator::{Emulator, EmulatorConfig, Record};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -22,6 +22,18 @@ const GET: &str = "group_open_attr_http_svc/get_group_attr";
 /// Coalescing on. The emulator stamps arrivals on the same two busy cores as the gateway and
 /// the callers: a wider guard than production's 20 ms keeps its jitter out of the verdict.
 const ON: &str = "[limits]\ncoalesce = true\nwindow_guard_ms = 60\n";
+
+/// A TLS emulator that answers after `latency_ms`, so that a group's first write stays in flight
+/// while later ones queue behind it, and a coalescing gateway in front of it.
+async fn slow_coalescing(latency_ms: u64) -> (Emulator, support::Tls, Gateway) {
+    let slow = EmulatorConfig {
+        latency: Duration::from_millis(latency_ms),
+        ..EmulatorConfig::demo()
+    };
+    let (emulator, tls) = tls_emulator(slow).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), ON]).await;
+    (emulator, tls, gateway)
+}
 
 fn modify(group: &str, key: &str, value: &str) -> String {
     json!({"GroupId": group, "GroupAttr": [{"key": key, "value": value}]}).to_string()
@@ -197,12 +209,7 @@ async fn with_coalescing_off_the_same_burst_queues_and_refuses_and_nothing_merge
 #[tokio::test]
 async fn a_delete_is_a_barrier_nothing_merges_across_and_order_is_kept() {
     // Slow answers keep the group's first write in flight while the others queue behind it.
-    let slow = EmulatorConfig {
-        latency: Duration::from_millis(400),
-        ..EmulatorConfig::demo()
-    };
-    let (emulator, tls) = tls_emulator(slow).await;
-    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), ON]).await;
+    let (emulator, _tls, gateway) = slow_coalescing(400).await;
     let modifies = gateway.metrics.admitted.with_label_values(&[MODIFY]);
     let deletes = gateway.metrics.admitted.with_label_values(&[DELETE]);
     let client = Client::new();
@@ -262,12 +269,7 @@ async fn futures_join<F: std::future::Future<Output = Answer>>(answers: [F; 5]) 
 #[tokio::test]
 async fn a_callers_deadline_holds_inside_a_batch() {
     // The group's first write is in flight for 2 s; the batch behind it waits that long.
-    let slow = EmulatorConfig {
-        latency: Duration::from_millis(2000),
-        ..EmulatorConfig::demo()
-    };
-    let (emulator, tls) = tls_emulator(slow).await;
-    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), ON]).await;
+    let (emulator, _tls, gateway) = slow_coalescing(2000).await;
     let modifies = gateway.metrics.admitted.with_label_values(&[MODIFY]);
     let client = Client::new();
     let group = "@TGS#aDEADLINE";
@@ -349,12 +351,7 @@ async fn a_reload_switches_coalescing_on() {
 
 #[tokio::test]
 async fn a_caller_who_hangs_up_is_taken_out_of_its_batch() {
-    let slow = EmulatorConfig {
-        latency: Duration::from_millis(600),
-        ..EmulatorConfig::demo()
-    };
-    let (emulator, tls) = tls_emulator(slow).await;
-    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), ON]).await;
+    let (emulator, _tls, gateway) = slow_coalescing(600).await;
     let modifies = gateway.metrics.admitted.with_label_values(&[MODIFY]);
     let client = Client::new();
     let group = "@TGS#aHANGUP";

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::client::{Conn, Target, modify};
 use super::procs::Workdir;
-use super::stack::{EmulatorProc, EmulatorStats, Limits, Proxy, ProxyProc};
+use super::stack::{EmulatorProc, EmulatorStats, Limits, Proxy, ProxyProc, emulator_stats};
 use super::stats::{Recorder, Summary};
 
 /// Hot groups: `hot-0` to `hot-4`.
@@ -176,18 +176,15 @@ pub async fn run(
 ) -> Result<PacingReport, String> {
     let arrivals = schedule(total, 7);
     let names: Vec<Arc<str>> = (0..HOT + COLD).map(|i| group_name(i).into()).collect();
-    let before = emulator.stats(true).await?;
+    let before = emulator.stats(false).await?;
     let start = Instant::now() + Duration::from_millis(100);
     let half = total / 2;
     let app_window = (start + Duration::from_secs(1), start + half);
     let hot_window = (start + half + half.mul_f64(0.3), start + total);
     let record = Arc::new(Mutex::new(Recorder::default()));
     let pool = Arc::new(Mutex::new(Vec::<Conn>::new()));
-    let snapshots = {
-        let times = [app_window.0, app_window.1, hot_window.0, hot_window.1];
-        let addr_stats = EmulatorSnapshots::new(emulator);
-        tokio::spawn(addr_stats.take(times))
-    };
+    let times = [app_window.0, app_window.1, hot_window.0, hot_window.1];
+    let snapshots = tokio::spawn(snapshots(emulator.addr, times));
     let mut tasks = Vec::with_capacity(arrivals.len());
     for (n, arrival) in arrivals.iter().enumerate() {
         let at = start + arrival.at;
@@ -253,27 +250,16 @@ pub async fn run(
     })
 }
 
-/// Reads the emulator's tallies at set instants, from a task of its own.
-struct EmulatorSnapshots {
+/// Reads the emulator's tallies at set instants (from a task of its own, while calls go on).
+async fn snapshots(
     addr: std::net::SocketAddr,
-}
-
-impl EmulatorSnapshots {
-    fn new(emulator: &EmulatorProc) -> EmulatorSnapshots {
-        EmulatorSnapshots {
-            addr: emulator.addr,
-        }
+    times: [Instant; 4],
+) -> Result<Vec<(Instant, EmulatorStats)>, String> {
+    let mut shots = Vec::with_capacity(times.len());
+    for at in times {
+        tokio::time::sleep_until(at).await;
+        let taken = Instant::now();
+        shots.push((taken, emulator_stats(addr, true).await?));
     }
-
-    async fn take(self, times: [Instant; 4]) -> Result<Vec<(Instant, EmulatorStats)>, String> {
-        let mut shots = Vec::with_capacity(times.len());
-        for at in times {
-            tokio::time::sleep_until(at).await;
-            let taken = Instant::now();
-            let (_, body) = super::procs::get(self.addr, "/_emulator/stats?groups=1").await?;
-            let stats = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-            shots.push((taken, stats));
-        }
-        Ok(shots)
-    }
+    Ok(shots)
 }

@@ -90,15 +90,6 @@ impl Proc {
             Err(format!("kill -{name} {} failed", self.name))
         }
     }
-
-    /// Fails when the process has exited (it should be serving).
-    pub fn check_running(&mut self) -> Result<(), String> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!("{} exited: {status}", self.name)),
-            Err(e) => Err(format!("{}: {e}", self.name)),
-        }
-    }
 }
 
 impl Drop for Proc {

@@ -67,7 +67,8 @@ pub enum Limits {
 pub struct EmulatorProc {
     /// Where it listens (plain HTTP).
     pub addr: SocketAddr,
-    proc: Proc,
+    /// Held for the emulator's lifetime: dropping it stops the process.
+    _proc: Proc,
 }
 
 impl EmulatorProc {
@@ -97,24 +98,24 @@ impl EmulatorProc {
         command.args(["--group-writes-per-second", group, "--app-per-second", app]);
         let proc = Proc::spawn("emulator", command, &dir.path.join("emulator.log"))?;
         wait_http(addr, "/_emulator/stats", Instant::now(), READY).await?;
-        Ok(EmulatorProc { addr, proc })
+        Ok(EmulatorProc { addr, _proc: proc })
     }
 
     /// Its counters; with `per_group`, every group's tally.
     pub async fn stats(&self, per_group: bool) -> Result<EmulatorStats, String> {
-        let path = if per_group {
-            "/_emulator/stats?groups=1"
-        } else {
-            "/_emulator/stats"
-        };
-        let (_, body) = get(self.addr, path).await?;
-        serde_json::from_slice(&body).map_err(|e| format!("emulator stats: {e}"))
+        emulator_stats(self.addr, per_group).await
     }
+}
 
-    /// Fails when it has exited.
-    pub fn check_running(&mut self) -> Result<(), String> {
-        self.proc.check_running()
-    }
+/// The counters of the emulator at `addr`; with `per_group`, every group's tally.
+pub async fn emulator_stats(addr: SocketAddr, per_group: bool) -> Result<EmulatorStats, String> {
+    let path = if per_group {
+        "/_emulator/stats?groups=1"
+    } else {
+        "/_emulator/stats"
+    };
+    let (_, body) = get(addr, path).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("emulator stats: {e}"))
 }
 
 /// The emulator's counters (`GET /_emulator/stats`).

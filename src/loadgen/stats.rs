@@ -54,11 +54,6 @@ impl Recorder {
         self.codes.get(&0).copied().unwrap_or(0)
     }
 
-    /// Answers with this HTTP status.
-    pub fn status(&self, status: u16) -> u64 {
-        self.statuses.get(&status).copied().unwrap_or(0)
-    }
-
     /// The figures of this record over a run that lasted `elapsed`.
     pub fn summary(&self, elapsed: Duration) -> Summary {
         let mut sorted = self.latencies_us.clone();
