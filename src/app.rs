@@ -14,8 +14,9 @@ use crate::admin::Admin;
 use crate::config::{Config, SecretSource};
 use crate::error::Error;
 use crate::gateway::Gateway;
+use crate::memory::{self, MemoryGuard};
 use crate::metrics::Metrics;
-use crate::server;
+use crate::server::{self, ListenerLimits, Timeouts, fds};
 use crate::tencent::signer::Signer;
 use crate::upstream::Upstream;
 
@@ -30,11 +31,23 @@ pub struct App {
     admin_listener: TcpListener,
 }
 
+/// The kernel's queue of connections not yet accepted (clamped by `net.core.somaxconn`). Near
+/// the memory budget or at a connection cap new connections wait there, so it is made deeper
+/// than tokio's 1,024: a burst of callers then waits for a place instead of retrying its SYN.
+pub const BACKLOG: u32 = 4096;
+
 /// Binds a listener, naming the setting when the address cannot be had.
 pub async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::Internal(format!("{key}: cannot listen on {addr}: {e}")))
+    let fail = |e: std::io::Error| Error::Internal(format!("{key}: cannot listen on {addr}: {e}"));
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(BACKLOG).map_err(fail)
 }
 
 impl App {
@@ -96,6 +109,15 @@ impl App {
             listener,
             admin_listener,
         } = self;
+        let (proxy_limits, admin_limits) = listener_limits(&config, &metrics, gateway.memory());
+        let sampler = gateway.memory().spawn_sampler();
+        if let Some(budget) = gateway.memory().budget() {
+            tracing::info!(
+                budget_bytes = budget,
+                refuse_at_bytes = (budget as f64 * memory::REFUSE_AT) as u64,
+                "Memory budget in force."
+            );
+        }
         let admin = Admin::new(metrics, ready.clone());
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(server::serve(
@@ -109,6 +131,7 @@ impl App {
                 let _ = admin_stopped.await;
             },
             Duration::from_secs(1),
+            admin_limits,
         ));
         ready.store(true, Ordering::SeqCst);
         tracing::info!(listen = %listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?, "Serving.");
@@ -145,13 +168,52 @@ impl App {
             ready.store(false, Ordering::SeqCst);
             gateway.start_draining(tokio::time::Instant::now() + send_by);
         };
-        let drained = server::serve(listener, None, handler, draining, grace).await;
+        let drained = server::serve(listener, None, handler, draining, grace, proxy_limits).await;
         forget.abort();
+        if let Some(sampler) = sampler {
+            sampler.abort();
+        }
         let _ = stop_admin.send(());
         let _ = admin_task.await;
         tracing::info!(drained, "Stopped.");
         Ok(())
     }
+}
+
+/// The proxy's and the admin listener's caps and timeouts: the soft open-file limit is raised to
+/// the hard one, and both caps are lowered to fit under it with a reserve (`server::fds`).
+fn listener_limits(
+    config: &Config,
+    metrics: &Metrics,
+    memory: &MemoryGuard,
+) -> (ListenerLimits, ListenerLimits) {
+    let s = &config.server;
+    let fd_limit = fds::raise_nofile().unwrap_or(u64::MAX);
+    let caps = fds::Caps::fit(s.max_connections, s.admin_max_connections, fd_limit);
+    if caps.proxy < s.max_connections || caps.admin < s.admin_max_connections {
+        tracing::warn!(
+            open_file_limit = fd_limit,
+            reserve = fds::reserve(fd_limit),
+            max_connections = caps.proxy,
+            admin_max_connections = caps.admin,
+            "Connection caps lowered to fit the open-file limit."
+        );
+    }
+    let timeouts = Timeouts {
+        header: Some(s.header_read_timeout),
+        idle: Some(s.idle_timeout),
+    };
+    let limits = |cap, name, memory| ListenerLimits {
+        max_connections: cap,
+        timeouts,
+        metrics: Some(metrics.pressure.listener(name)),
+        memory,
+    };
+    // Probes and scrapes are not held back by the budget: they must see the pressure.
+    (
+        limits(caps.proxy, "proxy", memory.clone()),
+        limits(caps.admin, "admin", MemoryGuard::default()),
+    )
 }
 
 /// Applies reloaded configurations (SIGHUP) to a running gateway.
@@ -179,6 +241,18 @@ impl Reloader {
         {
             restart.push("server.listen / server.admin_listen");
         }
+        let listener_settings = |c: &Config| {
+            let s = &c.server;
+            (
+                s.header_read_timeout,
+                s.idle_timeout,
+                s.max_connections,
+                s.admin_max_connections,
+            )
+        };
+        if listener_settings(old) != listener_settings(&new) {
+            restart.push("server connection caps and timeouts");
+        }
         // Debug redacts an inline key, so the key is compared on its own.
         let key_changed = match (&old.tencent.secret, &new.tencent.secret) {
             (SecretSource::Inline(a), SecretSource::Inline(b)) => a != b,
@@ -200,6 +274,10 @@ impl Reloader {
         // What needs a restart keeps its running value, so that the next reload compares right.
         new.server.listen = old.server.listen;
         new.server.admin_listen = old.server.admin_listen;
+        new.server.header_read_timeout = old.server.header_read_timeout;
+        new.server.idle_timeout = old.server.idle_timeout;
+        new.server.max_connections = old.server.max_connections;
+        new.server.admin_max_connections = old.server.admin_max_connections;
         new.tencent = old.tencent.clone();
         new.upstream = old.upstream.clone();
         new.limits.backend = old.limits.backend.clone();

@@ -49,6 +49,9 @@ pub enum Error {
     /// The caller's body could not be read (the caller hung up or sent a broken stream).
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    /// The body did not arrive in full within `server.body_read_timeout_ms`.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     /// The group's queue is full, or its writes could not leave before the deadline.
     #[error("{} for this group's attribute writes (5 per second); retry after {retry_after:?}", busy_text(*full))]
     GroupBusy {
@@ -69,6 +72,12 @@ pub enum Error {
     /// The gateway is draining for shutdown.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// The memory budget (`server.memory_limit_bytes`) is nearly spent: new work waits outside.
+    #[error("the gateway is near its memory budget; retry after {retry_after:?}")]
+    Overloaded {
+        /// When a retry has a chance.
+        retry_after: Duration,
+    },
     /// No connection to the upstream could be made: nothing was sent.
     #[error("upstream unreachable: {0}")]
     UpstreamConnect(String),
@@ -102,12 +111,14 @@ pub const REJECTION_REASONS: &[&str] = &[
     "method_not_allowed",
     "body_too_large",
     "body_read",
+    "body_timeout",
     "bad_header",
     "group_queue_full",
     "group_deadline",
     "app_queue_full",
     "app_deadline",
     "shutting_down",
+    "overloaded",
     "config",
     "internal",
 ];
@@ -134,10 +145,14 @@ pub mod gateway_code {
     pub const BODY_TOO_LARGE: i64 = 900413;
     /// 400: the body could not be read, or a timgate header was malformed.
     pub const BODY_READ: i64 = 900400;
+    /// 408: the body did not arrive in time.
+    pub const BODY_TIMEOUT: i64 = 900408;
     /// 429: the API's queue is full or its deadline cannot be met.
     pub const APP_BUSY: i64 = 900429;
     /// 503: shutting down.
     pub const SHUTTING_DOWN: i64 = 900503;
+    /// 503: near the memory budget.
+    pub const OVERLOADED: i64 = 900503;
     /// 502: upstream unreachable.
     pub const UPSTREAM_UNREACHABLE: i64 = 900502;
     /// 504: upstream timed out.
@@ -157,8 +172,9 @@ impl Error {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyRead(_) | Error::BadHeader(_) => StatusCode::BAD_REQUEST,
+            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::GroupBusy { .. } | Error::AppBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ShuttingDown | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,9 +192,11 @@ impl Error {
             Error::MethodNotAllowed { .. } => METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => BODY_TOO_LARGE,
             Error::BodyRead(_) | Error::BadHeader(_) => BODY_READ,
+            Error::BodyTimeout(_) => BODY_TIMEOUT,
             Error::GroupBusy { .. } => 10049, // as Tencent's own group write limit
             Error::AppBusy { .. } => APP_BUSY,
             Error::ShuttingDown => SHUTTING_DOWN,
+            Error::Overloaded { .. } => OVERLOADED,
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => UPSTREAM_UNREACHABLE,
             Error::UpstreamTimeout(_) => UPSTREAM_TIMEOUT,
             Error::Config(_) | Error::Internal(_) => INTERNAL,
@@ -195,12 +213,14 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::BodyRead(_) => "body_read",
+            Error::BodyTimeout(_) => "body_timeout",
             Error::BadHeader(_) => "bad_header",
             Error::GroupBusy { full: true, .. } => "group_queue_full",
             Error::GroupBusy { full: false, .. } => "group_deadline",
             Error::AppBusy { full: true, .. } => "app_queue_full",
             Error::AppBusy { full: false, .. } => "app_deadline",
             Error::ShuttingDown => "shutting_down",
+            Error::Overloaded { .. } => "overloaded",
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => "upstream_unreachable",
             Error::UpstreamTimeout(_) => "upstream_timeout",
             Error::Config(_) => "config",
@@ -211,9 +231,9 @@ impl Error {
     /// When a 429 may be retried, for the `Retry-After` header.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::GroupBusy { retry_after, .. } | Error::AppBusy { retry_after, .. } => {
-                Some(*retry_after)
-            }
+            Error::GroupBusy { retry_after, .. }
+            | Error::AppBusy { retry_after, .. }
+            | Error::Overloaded { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -278,6 +298,7 @@ mod tests {
             },
             Error::BodyTooLarge { limit: 1 },
             Error::BodyRead(String::new()),
+            Error::BodyTimeout(Duration::ZERO),
             Error::BadHeader(String::new()),
             Error::GroupBusy {
                 retry_after: Duration::ZERO,
@@ -296,6 +317,9 @@ mod tests {
                 full: false,
             },
             Error::ShuttingDown,
+            Error::Overloaded {
+                retry_after: Duration::ZERO,
+            },
             Error::Config(ConfigError::one("x")),
             Error::Internal(String::new()),
         ];

@@ -11,6 +11,7 @@ pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod loadgen;
+pub mod memory;
 pub mod metrics;
 pub mod pace;
 pub mod retry;

@@ -163,7 +163,7 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
         return;
     }
     let out = promtool_ok(&["check", "rules", "deploy/prometheus/rules.yml"], b"");
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
     let out = promtool_ok(&["test", "rules", "deploy/prometheus/rules_test.yml"], b"");
     assert!(out.contains("SUCCESS"), "{out}");
 }
@@ -187,7 +187,7 @@ fn every_alert_says_how_bad_and_what_to_do_and_is_unit_tested_both_ways() {
         .iter()
         .flat_map(|g| g["rules"].as_array().expect("rules"))
         .collect();
-    assert_eq!(alerts.len(), 7);
+    assert_eq!(alerts.len(), 9);
     for alert in alerts {
         let name = alert["alert"].as_str().expect("alerting rules only");
         let severity = alert["labels"]["severity"].as_str().unwrap_or("");

@@ -89,6 +89,17 @@ impl RawConfig {
             max_body_bytes: p.positive("server.max_body_bytes", s.max_body_bytes) as usize,
             shutdown_grace: ms(s.shutdown_grace_ms),
             auth_tokens: s.auth_tokens.clone(),
+            header_read_timeout: ms(
+                p.positive("server.header_read_timeout_ms", s.header_read_timeout_ms)
+            ),
+            idle_timeout: ms(p.positive("server.idle_timeout_ms", s.idle_timeout_ms)),
+            body_read_timeout: ms(p.positive("server.body_read_timeout_ms", s.body_read_timeout_ms)),
+            max_connections: p.positive("server.max_connections", s.max_connections) as usize,
+            admin_max_connections: p
+                .positive("server.admin_max_connections", s.admin_max_connections)
+                as usize,
+            memory_limit_bytes: s.memory_limit_bytes,
+            cgroup_root: PathBuf::from(&s.cgroup_root),
         };
         if s.auth_tokens.iter().any(|t| t.trim().is_empty()) {
             p.add("server.auth_tokens", "an empty token would let anyone in");

@@ -48,6 +48,21 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Accepted bearer tokens; empty means none are required.
     pub auth_tokens: Vec<String>,
+    /// Time for a connection to send a complete request header (and for a TLS handshake).
+    pub header_read_timeout: Duration,
+    /// Time a connection with no request in flight stays open.
+    pub idle_timeout: Duration,
+    /// Time for a request body to arrive in full after its header.
+    pub body_read_timeout: Duration,
+    /// The proxy listener's connection cap, as configured (lowered at start to fit the
+    /// open-file limit).
+    pub max_connections: usize,
+    /// The admin listener's connection cap, as configured.
+    pub admin_max_connections: usize,
+    /// The configured memory budget in bytes; 0 means the cgroup's limit, if any.
+    pub memory_limit_bytes: u64,
+    /// Mount point of the cgroup filesystem, where the container's memory limit is read.
+    pub cgroup_root: PathBuf,
 }
 
 /// Where the SecretKey comes from.

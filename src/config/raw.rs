@@ -39,6 +39,20 @@ pub struct RawServer {
     pub shutdown_grace_ms: u64,
     /// Bearer tokens callers must present; empty means no authentication.
     pub auth_tokens: Vec<String>,
+    /// Time for a connection to send a complete request header, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Time a connection with no request in flight stays open, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Time for a request body to arrive in full, in milliseconds.
+    pub body_read_timeout_ms: u64,
+    /// Open connections on the proxy listener at most.
+    pub max_connections: u64,
+    /// Open connections on the admin listener at most.
+    pub admin_max_connections: u64,
+    /// The memory budget in bytes; 0 for the cgroup's limit, if any.
+    pub memory_limit_bytes: u64,
+    /// Mount point of the cgroup filesystem.
+    pub cgroup_root: String,
 }
 
 /// `[tencent]`: the identity requests are signed with and where they go.

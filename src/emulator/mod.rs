@@ -113,7 +113,14 @@ impl Emulator {
         let shutdown = async {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(server::serve(listener, acceptor, handler, shutdown, SECOND));
+        let task = tokio::spawn(server::serve(
+            listener,
+            acceptor,
+            handler,
+            shutdown,
+            SECOND,
+            server::ListenerLimits::unbounded(),
+        ));
         Emulator {
             addr,
             state,

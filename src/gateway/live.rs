@@ -23,6 +23,8 @@ pub(super) struct Live {
     pub(super) routes: HashMap<String, Route>,
     pub(super) auth_tokens: Vec<String>,
     pub(super) max_body_bytes: usize,
+    /// How long a body may take to arrive (`server.body_read_timeout_ms`).
+    pub(super) body_read_timeout: Duration,
     pub(super) max_wait: Duration,
     /// Merge queued modify writes of a group (`limits.coalesce`).
     pub(super) coalesce: bool,
@@ -50,6 +52,7 @@ impl Live {
             routes,
             auth_tokens: config.server.auth_tokens.clone(),
             max_body_bytes: config.server.max_body_bytes,
+            body_read_timeout: config.server.body_read_timeout,
             max_wait: config.limits.max_wait,
             coalesce: config.limits.coalesce,
             batch_cap: config.limits.max_queue_per_group,

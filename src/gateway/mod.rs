@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::memory::{self, MemoryGuard};
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
 use crate::server::Body;
@@ -67,6 +68,7 @@ pub struct Gateway {
     forwarder: Arc<Forwarder>,
     coalescer: Arc<Coalescer>,
     metrics: Metrics,
+    memory: MemoryGuard,
     draining: AtomicBool,
 }
 
@@ -96,12 +98,15 @@ impl Gateway {
         );
         let forwarder = Arc::new(forwarder);
         let coalescer = Coalescer::new(pacer.clone(), forwarder.clone(), metrics.clone());
+        let budget = memory::budget(config.server.memory_limit_bytes, &config.server.cgroup_root);
+        let memory = MemoryGuard::new(budget, &metrics.pressure);
         Gateway {
             live: RwLock::new(Arc::new(live)),
             pacer,
             forwarder,
             coalescer: Arc::new(coalescer),
             metrics,
+            memory,
             draining: AtomicBool::new(false),
         }
     }
@@ -130,6 +135,11 @@ impl Gateway {
     /// Re-reads a rotated `secret_key_file`; see [`Signer::reload_key`].
     pub fn reload_key(&self) -> bool {
         self.forwarder.reload_key()
+    }
+
+    /// The memory budget's guard (the listeners gate accepts on it).
+    pub fn memory(&self) -> &MemoryGuard {
+        &self.memory
     }
 
     /// The pacer (the app's timer forgets idle groups through it).
@@ -239,13 +249,26 @@ impl Gateway {
             return Err((None, Error::ShuttingDown, None));
         }
         let (parts, body) = req.into_parts();
+        // Near the memory budget a request is refused before its body is read: what it would
+        // hold is its own state and the body it declares.
         let live = self.live();
+        let declared = content_length(&parts.headers)
+            .unwrap_or(0)
+            .min(live.max_body_bytes as u64);
+        let _held = self
+            .memory
+            .admit(memory::REQUEST_BYTES + declared)
+            .map_err(|e| (None, e, None))?;
         Self::authorize(&live, &parts.headers).map_err(|e| (None, e, None))?;
         let route = Self::route(&live, &parts).map_err(|e| (None, e, None))?;
         let fail = |e| (Some(route.clone()), e, None);
         let body = Self::read_body(&live, &parts.headers, body)
             .await
             .map_err(fail)?;
+        // A body sent in chunks declared nothing: account what came.
+        let _body_held = self
+            .memory
+            .charge((body.len() as u64).saturating_sub(declared));
         let validated = validate::validate(route.kind, &body).map_err(|e| fail(e.into()))?;
         let deadline = Instant::now() + Self::max_wait(&live, &parts.headers).map_err(fail)?;
         let group = match (route.kind.is_group_write(), validated.group_id) {
@@ -354,15 +377,16 @@ impl Gateway {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let limit = live.max_body_bytes;
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = content_length(headers);
         // Refuse a declared oversize body before reading a byte of it.
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(Error::BodyTooLarge { limit });
         }
-        match Limited::new(body, limit).collect().await {
+        let collect = Limited::new(body, limit).collect();
+        let Ok(collected) = tokio::time::timeout(live.body_read_timeout, collect).await else {
+            return Err(Error::BodyTimeout(live.body_read_timeout));
+        };
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(Error::BodyTooLarge { limit })
@@ -370,6 +394,14 @@ impl Gateway {
             Err(e) => Err(Error::BodyRead(e.to_string())),
         }
     }
+}
+
+/// The body length a request declares, if it does.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 fn truncate(s: &str, max: usize) -> String {

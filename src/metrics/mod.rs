@@ -2,6 +2,10 @@
 //! labels and buckets live in one place. Labels are bounded (API names come from the allow-list);
 //! a GroupId is never a label.
 
+mod pressure;
+
+pub use pressure::{ListenerMetrics, PressureMetrics};
+
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -74,6 +78,8 @@ pub struct Metrics {
     pub coalesce_batch_size: prometheus::Histogram,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
+    /// Connections per listener and the memory budget.
+    pub pressure: PressureMetrics,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -280,6 +286,7 @@ impl Metrics {
             coalesced_requests,
             coalesce_batch_size,
             build_info,
+            pressure: PressureMetrics::new(r),
             registry,
         };
         // Series that exist from the start, so that rate() sees their first increment.
