@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::Tokens;
 use crate::config::Config;
 use crate::tencent::catalogue::ApiKind;
 
@@ -21,7 +22,8 @@ pub(super) struct Route {
 #[derive(Debug)]
 pub(super) struct Live {
     pub(super) routes: HashMap<String, Route>,
-    pub(super) auth_tokens: Vec<String>,
+    /// The bearer tokens' digests, made once here rather than at every request.
+    pub(super) auth_tokens: Tokens,
     pub(super) max_body_bytes: usize,
     pub(super) max_wait: Duration,
     /// Merge queued modify writes of a group (`limits.coalesce`).
@@ -48,7 +50,7 @@ impl Live {
             .collect();
         Live {
             routes,
-            auth_tokens: config.server.auth_tokens.clone(),
+            auth_tokens: Tokens::new(&config.server.auth_tokens),
             max_body_bytes: config.server.max_body_bytes,
             max_wait: config.limits.max_wait,
             coalesce: config.limits.coalesce,
