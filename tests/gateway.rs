@@ -229,6 +229,10 @@ async fn requires_a_known_bearer_token_when_tokens_are_configured() {
         ("s3cret", 401),
         ("Bearer s3cret", 200),
         ("Bearer other", 200),
+        // The scheme in any case (RFC 7235), spaces around the token not part of it.
+        ("bearer s3cret", 200),
+        ("BEARER   other  ", 200),
+        ("Bearers3cret", 401),
     ] {
         let request = Request::post(gateway.url(MODIFY))
             .header("authorization", token)
@@ -236,7 +240,7 @@ async fn requires_a_known_bearer_token_when_tokens_are_configured() {
             .expect("request");
         assert_eq!(client.send(request).await.status, status, "{token}");
     }
-    assert_eq!(emulator.state.received(), 2);
+    assert_eq!(emulator.state.received(), 4);
     gateway.shutdown().await;
 }
 

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::known;
 use super::raw::{RawConfig, RawTencent};
+use super::redact::{self, Secrets};
 use super::*;
 use crate::tencent::catalogue;
 
@@ -24,9 +26,10 @@ impl ConfigError {
         }
     }
 
-    /// Wraps a problem reported while reading or merging the sources (unknown key, wrong type).
-    pub(super) fn from_source(err: config::ConfigError) -> ConfigError {
-        ConfigError::one(err.to_string())
+    /// Wraps a problem reported while reading or merging the sources (unknown key, wrong type,
+    /// TOML syntax), with no line of the source and none of the `secrets` in it.
+    pub(super) fn from_source(err: config::ConfigError, secrets: &Secrets) -> ConfigError {
+        ConfigError::one(secrets.scrub(&source_error::describe(&err)))
     }
 }
 
@@ -125,7 +128,16 @@ impl RawConfig {
                 );
                 Backend::Local
             }
-            "redis" => Backend::Redis(l.redis_url.clone()),
+            "redis" => {
+                match redis::IntoConnectionInfo::into_connection_info(l.redis_url.as_str()) {
+                    Ok(_) => Backend::Redis(l.redis_url.clone()),
+                    Err(e) => {
+                        let shown = redact::redis_url(&l.redis_url);
+                        p.add("limits.redis_url", format!("{shown:?} cannot be used: {e}"));
+                        Backend::Local
+                    }
+                }
+            }
             other => {
                 p.add(
                     "limits.backend",
@@ -193,7 +205,10 @@ impl RawConfig {
             level: self.log.level.clone(),
         };
         if !p.0.is_empty() {
-            return Err(ConfigError { problems: p.0 });
+            // A secret pasted into the wrong key would be quoted by that key's problem.
+            let secrets = known::of_raw(&self);
+            let problems = p.0.iter().map(|problem| secrets.scrub(problem)).collect();
+            return Err(ConfigError { problems });
         }
         Ok(Config {
             server,

@@ -2,7 +2,10 @@
 //! checked once and turned into typed values so that nothing downstream re-checks them.
 
 mod check;
+mod known;
 mod raw;
+pub mod redact;
+mod source_error;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,7 +39,7 @@ pub struct Config {
 }
 
 /// `[server]`, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Proxy listener.
     pub listen: SocketAddr,
@@ -63,6 +66,22 @@ pub struct ServerConfig {
     pub memory_limit_bytes: u64,
     /// Mount point of the cgroup filesystem, where the container's memory limit is read.
     pub cgroup_root: PathBuf,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    // Never print a token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field(
+                "auth_tokens",
+                &format_args!("<{} redacted>", self.auth_tokens.len()),
+            )
+            .finish()
+    }
 }
 
 /// Where the SecretKey comes from.
@@ -111,12 +130,22 @@ pub struct UpstreamConfig {
 }
 
 /// The limiter backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     /// Each replica paces alone.
     Local,
     /// Replicas share their budgets through Redis at this URL.
     Redis(String),
+}
+
+impl std::fmt::Debug for Backend {
+    // Never print the Redis password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Local => f.write_str("Local"),
+            Backend::Redis(url) => write!(f, "Redis({:?})", redact::redis_url(url)),
+        }
+    }
 }
 
 /// `[limits]`, checked.
@@ -208,10 +237,11 @@ impl Config {
                 .with_list_parse_key("server.auth_tokens")
                 .with_list_parse_key("apis.allow"),
         );
-        let merged = builder.build().map_err(ConfigError::from_source)?;
-        merged
-            .try_deserialize::<RawConfig>()
-            .map_err(ConfigError::from_source)
+        // Gathered only on error: the secrets every layer that parses holds.
+        let fail =
+            |e| ConfigError::from_source(e, &known::in_sources(file, overlay.as_slice(), true));
+        let merged = builder.build().map_err(fail)?;
+        merged.try_deserialize::<RawConfig>().map_err(fail)
     }
 
     /// Builds settings from a TOML string laid over the defaults, ignoring the environment.
@@ -227,10 +257,8 @@ impl Config {
         for layer in layers {
             builder = builder.add_source(File::from_str(layer, FileFormat::Toml));
         }
-        let merged = builder.build().map_err(ConfigError::from_source)?;
-        merged
-            .try_deserialize::<RawConfig>()
-            .map_err(ConfigError::from_source)?
-            .check()
+        let fail = |e| ConfigError::from_source(e, &known::in_sources(None, layers, false));
+        let merged = builder.build().map_err(fail)?;
+        merged.try_deserialize::<RawConfig>().map_err(fail)?.check()
     }
 }

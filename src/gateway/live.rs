@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::Tokens;
 use crate::config::Config;
 use crate::tencent::catalogue::ApiKind;
 
@@ -21,7 +22,8 @@ pub(super) struct Route {
 #[derive(Debug)]
 pub(super) struct Live {
     pub(super) routes: HashMap<String, Route>,
-    pub(super) auth_tokens: Vec<String>,
+    /// The bearer tokens' digests, made once here rather than at every request.
+    pub(super) auth_tokens: Tokens,
     pub(super) max_body_bytes: usize,
     /// How long a body may take to arrive (`server.body_read_timeout_ms`).
     pub(super) body_read_timeout: Duration,
@@ -50,7 +52,7 @@ impl Live {
             .collect();
         Live {
             routes,
-            auth_tokens: config.server.auth_tokens.clone(),
+            auth_tokens: Tokens::new(&config.server.auth_tokens),
             max_body_bytes: config.server.max_body_bytes,
             body_read_timeout: config.server.body_read_timeout,
             max_wait: config.limits.max_wait,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::config::redact::{self, Secrets};
 use crate::metrics::Metrics;
 
 /// Reserves the slot: KEYS[1] the fence, KEYS[2] the API lane, KEYS[3] (optional) the group
@@ -65,6 +66,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(200);
 /// The Redis-backed budget of one replica.
 pub struct Shared {
     url: String,
+    /// The URL as logs show it, its password masked.
+    shown_url: String,
+    /// The URL's password, masked in the redis crate's errors too.
+    secrets: Secrets,
     prefix: String,
     script: redis::Script,
     fence: redis::Script,
@@ -78,6 +83,7 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
+            .field("url", &self.shown_url)
             .field("prefix", &self.prefix)
             .field("up", &self.up)
             .finish_non_exhaustive()
@@ -96,8 +102,12 @@ impl Shared {
         metrics: Metrics,
     ) -> Arc<Shared> {
         metrics.limiter_backend_up.set(0);
+        let mut secrets = Secrets::default();
+        secrets.add_url(url);
         Arc::new(Shared {
             url: url.to_string(),
+            shown_url: redact::redis_url(url),
+            secrets,
             prefix: format!("{prefix}:{{{sdkappid}}}"),
             script: redis::Script::new(RESERVE),
             fence: redis::Script::new(FENCE),
@@ -146,7 +156,7 @@ impl Shared {
         match tokio::time::timeout(RESPONSE_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await {
             Ok(Ok(wait)) if wait < 0 => Some(Err(Duration::from_micros(wait.unsigned_abs()))),
             Ok(Ok(wait)) => Some(Ok(Duration::from_micros(wait as u64))),
-            Ok(Err(e)) => self.down(&e.to_string()),
+            Ok(Err(e)) => self.down(&self.secrets.scrub(&e.to_string())),
             Err(_) => self.down("no answer in time"),
         }
     }
@@ -156,6 +166,7 @@ impl Shared {
             self.metrics.limiter_backend_up.set(0);
             self.metrics.limiter_fallback.inc();
             tracing::warn!(
+                url = self.shown_url.as_str(),
                 error = why,
                 "Redis limiter unreachable: pacing locally at fallback_share."
             );
@@ -209,7 +220,10 @@ impl Shared {
         if let Ok(Ok(_)) = tokio::time::timeout(RESPONSE_TIMEOUT, raised).await {
             self.up.store(true, Ordering::SeqCst);
             self.metrics.limiter_backend_up.set(1);
-            tracing::info!("Redis limiter reachable: sharing the budget with the other replicas.");
+            tracing::info!(
+                url = self.shown_url.as_str(),
+                "Redis limiter reachable: sharing the budget with the other replicas."
+            );
         }
     }
 }
