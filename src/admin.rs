@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::server::RequestBody;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 
 use crate::gateway::answer::plain_json;
 use crate::metrics::Metrics;
@@ -25,7 +25,7 @@ impl Admin {
     }
 
     /// Answers one admin request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, req: Request<RequestBody>) -> Response<Body> {
         match req.uri().path() {
             "/healthz" => plain_json(StatusCode::OK, r#"{"status":"ok"}"#),
             "/readyz" if self.ready.load(Ordering::SeqCst) => {

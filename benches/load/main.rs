@@ -13,6 +13,7 @@
 //!
 //! Every mode prints its tables and one JSON summary line (`{"mode":...}`).
 
+mod held;
 mod memory;
 mod passthrough;
 mod report;

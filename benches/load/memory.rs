@@ -29,6 +29,9 @@ pub struct Args {
     /// Fresh starts timed for the start-up figure.
     #[arg(long, default_value_t = 5)]
     pub starts: usize,
+    /// HTTP/1.1 runs: callers held at once, one connection each, for timgate and nginx.
+    #[arg(long, value_delimiter = ',', default_values_t = [8_000, 16_000])]
+    pub h1: Vec<usize>,
 }
 
 impl Default for Args {
@@ -37,6 +40,7 @@ impl Default for Args {
             queued: 100_000,
             groups: 2_000,
             starts: 5,
+            h1: vec![8_000, 16_000],
         }
     }
 }
@@ -150,7 +154,18 @@ pub async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
         starts.last().copied().unwrap_or(0.0),
     );
     out.block(&table);
+    drop(gateway);
+    let held = super::held::run(&args.h1, &bin, &dir).await?;
+    out.block(&super::held::table(&held));
+    let h1: Vec<_> = held
+        .iter()
+        .map(|h| {
+            json!({"proxy": h.proxy.name(), "callers": h.callers, "held": h.held,
+                   "kib_per_held_caller": h.per_caller(), "rss_after_mib": h.after_kib as f64 / 1024.0})
+        })
+        .collect();
     out.summary(json!({
+        "h1": h1,
         "mode": "memory",
         "rss_idle_mib": mib(idle),
         "queued": queued,

@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::RequestBody;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
@@ -153,7 +153,7 @@ struct Call {
 }
 
 impl Service {
-    async fn handle(&self, req: Request<Incoming>) -> Result<Response<Body>, Abort> {
+    async fn handle(&self, req: Request<RequestBody>) -> Result<Response<Body>, Abort> {
         let path = req.uri().path().to_string();
         if req.method() == Method::GET && path == "/_emulator/stats" {
             let per_group = req.uri().query() == Some("groups=1");

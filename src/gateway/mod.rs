@@ -276,6 +276,9 @@ impl Gateway {
             (true, Some(id)) => Some(Arc::<str>::from(id)),
             _ => None,
         };
+        // The head is read: dropped before the wait, so a queued request does not keep its
+        // headers (their memory, and their place in this future's state).
+        drop(parts);
         if let (true, Some(group)) = (live.coalesce, &group) {
             let write = coalesce::Write {
                 api: route.name.clone(),
@@ -284,10 +287,9 @@ impl Gateway {
                 deadline,
                 request_id: request_id.to_string(),
             };
-            return self
-                .coalescer
-                .write(route, write, body, live.batch_cap)
-                .await;
+            // Boxed, as the send below: a queued request's future holds only what it waits with.
+            let writing = Box::pin(self.coalescer.write(route, write, body, live.batch_cap));
+            return writing.await;
         }
         let permit = self
             .pacer
@@ -302,12 +304,10 @@ impl Gateway {
             deadline,
             request_id: request_id.to_string(),
         };
-        let reply = self
-            .forwarder
-            .clone()
-            .send(job, permit)
-            .await
-            .map_err(fail)?;
+        // Boxed once the slot is had: the send's state (the upstream call, its retries) is the
+        // largest part of a request's future, and inline it would sit in every queued request.
+        let sending = Box::pin(self.forwarder.clone().send(job, permit));
+        let reply = sending.await.map_err(fail)?;
         Ok((route, reply, None))
     }
 

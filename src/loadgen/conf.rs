@@ -24,9 +24,14 @@ pub fn timgate(
              max_queue_per_group = 100000\n"
         }
         Limits::Tencent => "",
+        Limits::Hold => "max_wait_ms = 600000\nmax_queued = 1000000\n",
+    };
+    let server = match limits {
+        Limits::Hold => "max_connections = 100000\n",
+        _ => "",
     };
     format!(
-        "[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n\n\
+        "[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n{server}\n\
          [tencent]\nsdkappid = {DEMO_SDKAPPID}\nidentifier = \"{DEMO_IDENTIFIER}\"\n\
          secret_key = \"{DEMO_SECRET_KEY}\"\nbase_url = \"http://{upstream}\"\n\n\
          [limits]\n{open}{extra_limits}\n\n[log]\nlevel = \"warn\"\n"
@@ -47,11 +52,22 @@ pub fn nginx(dir: &Workdir, listen: SocketAddr, upstream: SocketAddr, limits: Li
                 .to_string(),
             "limit_req zone=group burst=64;\n      limit_req zone=app burst=6000;\n".to_string(),
         ),
+        Limits::Hold => (
+            "limit_req_zone $arg_group zone=group:20m rate=5r/s;\n  \
+             limit_req_zone $uri zone=app:1m rate=200r/s;\n  limit_req_status 429;\n"
+                .to_string(),
+            "limit_req zone=group burst=64;\n      limit_req zone=app burst=100000;\n".to_string(),
+        ),
+    };
+    // Holding 16,000 callers takes more connections per worker than a pass-through run.
+    let (connections, files) = match limits {
+        Limits::Hold => (40_000, 90_000),
+        _ => (9_000, 20_000),
     };
     format!(
-        "worker_processes 2;\nworker_rlimit_nofile 20000;\ndaemon off;\nuser root;\n\
+        "worker_processes 2;\nworker_rlimit_nofile {files};\ndaemon off;\nuser root;\n\
          pid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
-         events {{ worker_connections 9000; }}\n\
+         events {{ worker_connections {connections}; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
          proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
          uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \

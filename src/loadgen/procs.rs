@@ -44,6 +44,24 @@ impl Proc {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// Resident memory of the process and its direct children (nginx's workers) now, in KiB.
+    pub fn rss_tree_kib(&self) -> Option<u64> {
+        let pid = self.pid();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let mut total = self.rss_kib()?;
+        for child in children.split_whitespace() {
+            let status =
+                std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+            let kib = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            total += kib.unwrap_or(0);
+        }
+        Some(total)
+    }
+
     /// CPU time (user and system) used so far by the process and its direct children (nginx's
     /// workers), in seconds.
     pub fn cpu_seconds(&self) -> f64 {

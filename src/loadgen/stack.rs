@@ -60,6 +60,9 @@ pub enum Limits {
     /// Tencent's limits: timgate's defaults; nginx's `limit_req` keyed by the `group` query
     /// parameter (nginx cannot read the body) and by the path. HAProxy is not run this way.
     Tencent,
+    /// Tencent's limits with room to hold many callers at once (the memory run): timgate with
+    /// long deadlines and a high connection cap, nginx with `limit_req` bursts as deep.
+    Hold,
 }
 
 /// The emulator, in its own process (`timgate emulate`).
@@ -207,7 +210,7 @@ impl ProxyProc {
                 let proc = Proc::spawn("nginx", command, &log)?;
                 wait_http(listen, "/", started, READY).await?;
                 let mut target = signed(listen);
-                target.group_param = limits == Limits::Tencent;
+                target.group_param = limits != Limits::Open;
                 (Some(proc), target, None, None)
             }
             Proxy::Haproxy => {

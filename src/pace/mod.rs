@@ -229,7 +229,7 @@ impl Pacer {
         let (api, group) = (&ticket.api, ticket.group.as_ref());
         if let Some(handover) = handover {
             let handed = self
-                .bounded(handover, deadline)
+                .bounded(std::pin::pin!(handover), deadline)
                 .await
                 .map_err(|stop| stop.into_error(true))?;
             // The sender lives in the group's queue until it hands over; a lane with waiters is
@@ -245,7 +245,7 @@ impl Pacer {
         if !claimed {
             // Wait for the slot here, where a caller who hangs up still takes the request out
             // of line: the slot goes unused, but nothing is sent for a caller who is gone.
-            self.bounded(sleep_until(slot), deadline)
+            self.bounded(std::pin::pin!(sleep_until(slot)), deadline)
                 .await
                 .map_err(|stop| stop.into_error(false))?;
             self.claim(api, group, deadline).await?;
@@ -264,7 +264,7 @@ impl Pacer {
         if claimed {
             return Ok(());
         }
-        self.bounded(sleep_until(slot), deadline)
+        self.bounded(std::pin::pin!(sleep_until(slot)), deadline)
             .await
             .map_err(|stop| stop.into_error(false))?;
         self.claim(&api, group.as_ref(), deadline).await
@@ -301,7 +301,7 @@ impl Pacer {
                 wait_us = (until - Instant::now()).as_micros() as u64,
                 "Send held back by the cap."
             );
-            self.bounded(sleep_until(until), deadline)
+            self.bounded(std::pin::pin!(sleep_until(until)), deadline)
                 .await
                 .map_err(|stop| stop.into_error(false))?;
         }
@@ -334,12 +334,17 @@ impl Pacer {
                     },
                 ));
             }
-            self.bounded(sleep_until(ready), deadline)
+            self.bounded(std::pin::pin!(sleep_until(ready)), deadline)
                 .await
                 .map_err(|stop| stop.into_error(true))?;
         }
-        if let Some(taken) = self.shared_slot(api, group, deadline, first).await {
-            return taken;
+        if self.inner.shared.is_some() {
+            // Boxed, and only with a Redis backend: inline, the Redis call's state would sit in
+            // every queued request's future, local backend or not.
+            let shared = Box::pin(self.shared_slot(api, group, deadline, first));
+            if let Some(taken) = shared.await {
+                return taken;
+            }
         }
         let now = Instant::now();
         let (slot, rate, claimed) = {
@@ -393,7 +398,10 @@ impl Pacer {
                         };
                         return Some(Err(self.too_late(deadline, busy)));
                     }
-                    if let Err(stop) = self.bounded(sleep_until(until), deadline).await {
+                    if let Err(stop) = self
+                        .bounded(std::pin::pin!(sleep_until(until)), deadline)
+                        .await
+                    {
                         return Some(Err(stop.into_error(true)));
                     }
                     continue;
@@ -442,17 +450,16 @@ impl Pacer {
     /// Runs `fut` until it completes, the deadline passes, or draining cuts it short.
     async fn bounded<F: std::future::Future>(
         &self,
-        fut: F,
+        mut fut: std::pin::Pin<&mut F>,
         deadline: Instant,
     ) -> Result<F::Output, Stop> {
         let mut drain = self.inner.drain.subscribe();
-        tokio::pin!(fut);
         loop {
             let drain_by = *drain.borrow_and_update();
             let until = drain_by.map_or(deadline, |d| d.min(deadline));
             tokio::select! {
                 biased;
-                out = &mut fut => return Ok(out),
+                out = fut.as_mut() => return Ok(out),
                 () = tokio::time::sleep_until(until) => {
                     return Err(if until < deadline { Stop::Drain } else { Stop::Deadline });
                 }

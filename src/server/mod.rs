@@ -1,9 +1,13 @@
-//! The accept loop every listener shares (gateway, admin, emulator): HTTP/1.1 and h2c (or h2 over
-//! TLS) by hyper-util's auto builder, a cap on open connections with oldest-idle-first eviction,
-//! header and idle timeouts, and graceful shutdown that lets answers in flight finish.
+//! The accept loop every listener shares (gateway, admin, emulator): HTTP/1.1 by timgate's own
+//! connection (`h1`), HTTP/2 with prior knowledge and everything over TLS by hyper, a cap on
+//! open connections with oldest-idle-first eviction, header and idle timeouts, the memory
+//! budget's gate, and graceful shutdown that lets answers in flight finish.
 
+mod body;
 mod conn;
+mod connection;
 pub mod fds;
+mod h1;
 mod io;
 mod registry;
 
@@ -12,19 +16,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+pub use body::{BodyError, RequestBody};
 pub use conn::{Close, Timeouts};
-use conn::{ConnState, InFlight};
-use io::Tracked;
+pub use h1::H1Body;
 use registry::Registry;
 
 use crate::memory::{self, MemoryGuard};
@@ -37,9 +38,6 @@ pub type Body = Full<Bytes>;
 /// refused by hyper and the connection closed. hyper's default is 408 KiB, which let 1,000
 /// connections with unfinished headers hold 296 MB.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-
-/// How long an HTTP/2 connection that was told to go away (GOAWAY) may take to close.
-const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
 /// A handler's way to drop the connection without answering (the emulator's "reset" fault).
 #[derive(Debug)]
@@ -91,11 +89,12 @@ pub async fn serve<F, Fut>(
     limits: ListenerLimits,
 ) -> bool
 where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<RequestBody>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, Abort>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_HEAD_BYTES);
+    let builder = std::sync::Arc::new(builder);
     let registry = Registry::new(limits.max_connections, limits.metrics.clone());
     let (drain, draining) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -135,57 +134,17 @@ where
         let _ = stream.set_nodelay(true);
         let (conn, place) = registry.enter(permit);
         let held = limits.memory.charge(memory::CONNECTION_BYTES);
-        let handler = handler.clone();
-        let service_conn = conn.clone();
-        let service = service_fn(move |req| {
-            let in_flight = InFlight::new(service_conn.clone());
-            let handler = handler.clone();
-            async move {
-                let _in_flight = in_flight;
-                handler(req).await
-            }
-        });
-        let builder = builder.clone();
-        let tls = tls.clone();
-        let registry = registry.clone();
-        let draining = draining.clone();
-        let timeouts = limits.timeouts;
-        tokio::spawn(async move {
-            let (_place, _held) = (place, held);
-            let ended = match tls {
-                None => {
-                    let served = builder.serve_connection(
-                        TokioIo::new(Tracked::new(stream, conn.clone())),
-                        service,
-                    );
-                    watch_connection(served, &conn, &registry, timeouts, draining).await
-                }
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    let limit = timeouts.header.unwrap_or(Duration::MAX);
-                    match tokio::time::timeout(limit, handshake).await {
-                        Ok(Ok(stream)) => {
-                            let served = builder.serve_connection(
-                                TokioIo::new(Tracked::new(stream, conn.clone())),
-                                service,
-                            );
-                            watch_connection(served, &conn, &registry, timeouts, draining).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed.");
-                            return;
-                        }
-                        Err(_) => {
-                            registry.closed_by_us(Close::HeaderTimeout.reason());
-                            return;
-                        }
-                    }
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "Connection ended with an error.");
-            }
-        });
+        let task = connection::Task {
+            conn,
+            registry: registry.clone(),
+            timeouts: limits.timeouts,
+            draining: draining.clone(),
+            builder: builder.clone(),
+            _place: place,
+            _held: held,
+        };
+        // Spawned as it is: wrapping it in another future would hold it twice.
+        tokio::spawn(task.run(stream, peer, tls.clone(), handler.clone()));
     }
     drop(listener);
     let _ = drain.send(true);
@@ -198,74 +157,6 @@ where
                 "Connections still open after the grace period."
             );
             false
-        }
-    }
-}
-
-/// Drives one connection to its end, closing it when a timeout passes, when it is picked for
-/// eviction, or (gracefully) when the listener drains.
-async fn watch_connection<C>(
-    served: C,
-    conn: &ConnState,
-    registry: &Registry,
-    timeouts: Timeouts,
-    mut draining: watch::Receiver<bool>,
-) -> Result<(), C::Error>
-where
-    C: GracefulConnection,
-{
-    tokio::pin!(served);
-    // Set once the connection was asked to go away: it may finish within its grace.
-    let mut going_away: Option<tokio::time::Instant> = None;
-    let mut drain_sent = *draining.borrow();
-    if drain_sent {
-        served.as_mut().graceful_shutdown();
-    }
-    loop {
-        let deadline = match going_away {
-            Some(at) => Some((at, None)),
-            None => conn.deadline(&timeouts).map(|(at, why)| (at, Some(why))),
-        };
-        let sleep = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            ended = served.as_mut() => return ended,
-            () = conn.kick.notified() => {
-                if conn.evicted() && going_away.is_none() {
-                    registry.closed_by_us(Close::Evicted.reason());
-                    if !conn.is_h2() {
-                        return Ok(());
-                    }
-                    served.as_mut().graceful_shutdown();
-                    going_away = Some(tokio::time::Instant::now() + GOAWAY_GRACE);
-                }
-            }
-            () = sleep => match deadline {
-                Some((_, None)) => return Ok(()),
-                Some((_, Some(why))) => {
-                    // Re-read: a request may have started since the deadline was computed.
-                    let still = conn.deadline(&timeouts);
-                    if still.is_some_and(|(at, _)| at <= tokio::time::Instant::now()) {
-                        registry.closed_by_us(why.reason());
-                        if !conn.is_h2() {
-                            return Ok(());
-                        }
-                        served.as_mut().graceful_shutdown();
-                        going_away = Some(tokio::time::Instant::now() + GOAWAY_GRACE);
-                    }
-                }
-                None => {}
-            },
-            changed = draining.changed(), if !drain_sent => {
-                drain_sent = true;
-                if changed.is_ok() {
-                    served.as_mut().graceful_shutdown();
-                }
-            }
         }
     }
 }

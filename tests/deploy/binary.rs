@@ -17,10 +17,15 @@ pub const READYZ: &str = "/readyz";
 /// The path Prometheus must scrape.
 pub const METRICS: &str = "/metrics";
 
-/// Measured: resident memory of an idle gateway.
-pub const IDLE_RSS_BYTES: u64 = 17_000_000;
-/// Measured: extra resident memory per queued request.
-pub const QUEUED_REQUEST_BYTES: u64 = 1_400;
+/// Measured: resident memory of an idle gateway (`cargo bench --bench load -- memory`).
+pub const IDLE_RSS_BYTES: u64 = 22_000_000;
+/// Measured: extra resident memory per caller waiting over HTTP/1.1, its connection included
+/// (6.13-6.21 KiB in the same benchmark).
+pub const HELD_CALLER_BYTES: u64 = 6_400;
+/// The share of the memory budget past which new requests are refused (`memory::REFUSE_AT`).
+pub const REFUSE_AT: f64 = timgate::memory::REFUSE_AT;
+/// Callers a container's limit must let wait before refusals start.
+pub const MIN_HELD_CALLERS: u64 = 10_000;
 
 /// `server.listen` and `server.admin_listen` as the binary's own loader reads the defaults.
 pub fn default_listeners() -> (SocketAddr, SocketAddr) {

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::binary::{self, HEALTHZ, IDLE_RSS_BYTES, QUEUED_REQUEST_BYTES, READYZ};
+use crate::binary::{
+    self, HEALTHZ, HELD_CALLER_BYTES, IDLE_RSS_BYTES, MIN_HELD_CALLERS, READYZ, REFUSE_AT,
+};
 use crate::kube::{self, PodTemplate, at, list, str_at};
 use crate::runtime::{self, Runtime, Source};
 use crate::tools;
@@ -288,23 +290,33 @@ fn check_security(spec: &Value, container: &Value, p: &mut impl FnMut(String)) {
     }
 }
 
-/// Memory sized from the measurements: the request above the idle RSS, the limit above a full
-/// queue (`limits.max_queued`).
+/// Memory sized from the measurements: the request above the idle RSS; the limit, which
+/// timgate takes as its memory budget, lets at least `MIN_HELD_CALLERS` callers wait before
+/// refusals start; and a configured budget never exceeds the limit (else the kubelet could
+/// kill the process before the budget's refusals begin).
 fn check_resources(container: &Value, config: &Value, p: &mut impl FnMut(String)) {
     let memory = |kind: &str| kube::bytes(str_at(container, &["resources", kind, "memory"]));
-    let max_queued = config["limits"]["max_queued"].as_u64().unwrap_or(0);
-    let full = IDLE_RSS_BYTES + max_queued * QUEUED_REQUEST_BYTES;
     match memory("requests") {
         Some(request) if request >= IDLE_RSS_BYTES => {}
         other => p(format!(
             "resources.requests.memory {other:?} is under the idle RSS ({IDLE_RSS_BYTES} B)"
         )),
     }
+    let room = |limit: u64| (limit as f64 * REFUSE_AT) as u64 - IDLE_RSS_BYTES.min(limit);
+    let needed = MIN_HELD_CALLERS * HELD_CALLER_BYTES;
     match memory("limits") {
-        Some(limit) if limit >= full => {}
+        Some(limit) if room(limit) >= needed => {
+            let budget = config["server"]["memory_limit_bytes"].as_u64().unwrap_or(0);
+            if budget > limit {
+                p(format!(
+                    "server.memory_limit_bytes {budget} is over resources.limits.memory {limit}"
+                ));
+            }
+        }
         other => p(format!(
-            "resources.limits.memory {other:?} is under a full queue: {IDLE_RSS_BYTES} B idle + \
-             {max_queued} queued x {QUEUED_REQUEST_BYTES} B = {full} B"
+            "resources.limits.memory {other:?} leaves under {needed} B ({MIN_HELD_CALLERS} \
+             waiting callers x {HELD_CALLER_BYTES} B) below the refusal line ({REFUSE_AT} of \
+             the limit, less {IDLE_RSS_BYTES} B idle)"
         )),
     }
 }
