@@ -163,7 +163,9 @@ fn check_config(file: Option<&std::path::Path>) -> Result<(), Error> {
             );
             println!(
                 "  upstream {}  sdkappid {}  identifier {}  {key}",
-                config.tencent.base_url, config.tencent.sdkappid, config.tencent.identifier
+                timgate::config::redact::credentials(&config.tencent.base_url),
+                config.tencent.sdkappid,
+                config.tencent.identifier
             );
             println!("  allowed APIs: {}", config.allow.join(", "));
             Ok(())

@@ -56,7 +56,8 @@ impl Upstream {
             .pool_max_idle_per_host(512)
             .build(https);
         if config.tencent.base_url.starts_with("http://") {
-            tracing::warn!(base_url = %config.tencent.base_url, "Upstream is plain HTTP: for local testing only.");
+            let shown = crate::config::redact::credentials(&config.tencent.base_url);
+            tracing::warn!(base_url = %shown, "Upstream is plain HTTP: for local testing only.");
         }
         Ok(Upstream {
             client,

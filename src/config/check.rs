@@ -106,6 +106,12 @@ impl RawConfig {
         };
         if s.auth_tokens.iter().any(|t| t.trim().is_empty()) {
             p.add("server.auth_tokens", "an empty token would let anyone in");
+        } else if s.auth_tokens.iter().any(|t| t.trim() != t) {
+            // The presented token is trimmed, so such a token could never match.
+            p.add(
+                "server.auth_tokens",
+                "a token has leading or trailing spaces and could never match",
+            );
         }
         let tencent = check_tencent(&self.tencent, &mut p);
         let upstream = UpstreamConfig {

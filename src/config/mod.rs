@@ -262,3 +262,49 @@ impl Config {
         merged.try_deserialize::<RawConfig>().map_err(fail)?.check()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDENTITY: &str = "[tencent]\nsdkappid = 1\nsecret_key = \"k\"\n";
+
+    #[test]
+    fn the_connection_and_memory_keys_have_their_documented_defaults() {
+        let config = Config::from_toml(IDENTITY).expect("defaults load");
+        let s = &config.server;
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(120));
+        assert_eq!(s.body_read_timeout, Duration::from_secs(10));
+        assert_eq!((s.max_connections, s.admin_max_connections), (10_000, 64));
+        assert_eq!(s.memory_limit_bytes, 0);
+        assert_eq!(s.cgroup_root, Path::new("/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn zero_timeouts_and_caps_and_padded_tokens_are_refused_by_name() {
+        let bad = "[server]\nheader_read_timeout_ms = 0\nidle_timeout_ms = 0\n\
+                   body_read_timeout_ms = 0\nmax_connections = 0\nadmin_max_connections = 0\n\
+                   auth_tokens = [\" padded \"]\n";
+        let problems = Config::from_toml_layers(&[IDENTITY, bad])
+            .expect_err("refused")
+            .problems;
+        for key in [
+            "server.header_read_timeout_ms",
+            "server.idle_timeout_ms",
+            "server.body_read_timeout_ms",
+            "server.max_connections",
+            "server.admin_max_connections",
+            "server.auth_tokens",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} in {problems:?}"
+            );
+        }
+        assert!(
+            problems.iter().all(|p| !p.contains("padded")),
+            "a token is never quoted: {problems:?}"
+        );
+    }
+}
