@@ -138,8 +138,10 @@ impl App {
         let handler = {
             let gateway = gateway.clone();
             move |req| {
-                let gateway = gateway.clone();
-                async move { Ok(gateway.handle(req).await) }
+                // Boxed here, where the request is moved into it: a block that took the request
+                // and called `handle` inside would hold it twice while the request waits.
+                let answering = Box::pin(gateway.clone().handle(req));
+                async move { Ok(answering.await) }
             }
         };
         // Housekeeping once a second: a quiet gateway forgets idle groups too, and a rotated

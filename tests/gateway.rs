@@ -349,8 +349,12 @@ async fn a_draining_gateway_answers_new_requests_503() {
         timgate::tencent::signer::Signer::new(&config.tencent).expect("signer"),
     );
     let upstream = timgate::upstream::Upstream::new(&config).expect("upstream");
-    let gateway =
-        timgate::gateway::Gateway::new(&config, signer, upstream, timgate::metrics::Metrics::new());
+    let gateway = std::sync::Arc::new(timgate::gateway::Gateway::new(
+        &config,
+        signer,
+        upstream,
+        timgate::metrics::Metrics::new(),
+    ));
     let request = || {
         Request::post(format!("/v4/{MODIFY}"))
             .body(Full::new(Bytes::from_static(
@@ -358,9 +362,9 @@ async fn a_draining_gateway_answers_new_requests_503() {
             )))
             .expect("request")
     };
-    assert_eq!(gateway.handle(request()).await.status(), 200);
+    assert_eq!(gateway.clone().handle(request()).await.status(), 200);
     gateway.start_draining(tokio::time::Instant::now());
-    let response = gateway.handle(request()).await;
+    let response = gateway.clone().handle(request()).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["x-timgate-error"], "shutting_down");
     assert_eq!(emulator.state.received(), 1);

@@ -156,8 +156,10 @@ impl Gateway {
     }
 
     /// Answers one request. Never fails: every error becomes an answer here. Generic over the
-    /// body so that tests can call it without a socket.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    /// body so that tests can call it without a socket. It takes the gateway by `Arc` so that
+    /// the future it returns owns everything it needs: the listener boxes that future as it is,
+    /// instead of an outer future holding the request beside it.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
