@@ -8,6 +8,7 @@ mod coalesce;
 mod forward;
 mod live;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -56,7 +57,23 @@ pub const COALESCED_HEADER: &str = "x-timgate-coalesced";
 /// A request's outcome before its answer is built: the route and Tencent's reply, or the route
 /// (when one matched) and the error; with how many requests shared the upstream call, when the
 /// request went in a coalesced batch.
-type Processed = Result<(Route, Reply, Option<usize>), (Option<Route>, Error, Option<usize>)>;
+type Processed = Result<(Route, Reply, Option<usize>), Failed>;
+
+/// A request refused before its upstream call: the route when one matched, the error, and how
+/// many shared a coalesced call.
+type Failed = (Option<Route>, Error, Option<usize>);
+
+/// What a request takes into its wait once its head is checked (the head itself is dropped).
+struct Begun<B> {
+    live: Arc<Live>,
+    route: Route,
+    body: B,
+    /// The body length accounted against the memory budget before the body came.
+    declared: u64,
+    /// How long it may wait, or why the header asking for it is wrong.
+    max_wait: Result<Duration, Error>,
+    held: memory::Charge,
+}
 
 /// The header a caller may send to wait less than `limits.max_wait_ms` for its slot.
 pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
@@ -156,17 +173,105 @@ impl Gateway {
     }
 
     /// Answers one request. Never fails: every error becomes an answer here. Generic over the
-    /// body so that tests can call it without a socket. It takes the gateway by `Arc` so that
-    /// the future it returns owns everything it needs: the listener boxes that future as it is,
-    /// instead of an outer future holding the request beside it.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    /// body so that tests can call it without a socket. The head is checked here, before the
+    /// future is made, so that the future a waiting request is kept in holds only what the wait
+    /// needs (the route, the body, the deadline's inputs), never the request itself; it takes
+    /// the gateway by `Arc` so that it owns everything and can be boxed as it is.
+    pub fn handle<B>(self: Arc<Self>, req: Request<B>) -> impl Future<Output = Response<Body>>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
         let request_id = request_id(req.headers());
-        let processed = self.process(req, &request_id).await;
+        let begun = self.begin(req);
+        self.answer(started, request_id, begun)
+    }
+
+    /// The rest of [`Gateway::handle`]: the body, the wait, the send, and the answer with its
+    /// metrics and log line. One function, so that nothing is held twice while the request
+    /// waits (an async function keeps its arguments beside what it passes on).
+    async fn answer<B>(
+        self: Arc<Self>,
+        started: Instant,
+        request_id: String,
+        begun: Result<Begun<B>, Failed>,
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let processed: Processed = 'processed: {
+            let Begun {
+                live,
+                route,
+                body,
+                declared,
+                max_wait,
+                held: _held,
+            } = match begun {
+                Ok(begun) => begun,
+                Err(failed) => break 'processed Err(failed),
+            };
+            let fail = |e| (Some(route.clone()), e, None);
+            let body = match Self::read_body(&live, body).await {
+                Ok(body) => body,
+                Err(e) => break 'processed Err(fail(e)),
+            };
+            // A body sent in chunks declared nothing: account what came.
+            let _body_held = self
+                .memory
+                .charge((body.len() as u64).saturating_sub(declared));
+            let validated = match validate::validate(route.kind, &body) {
+                Ok(validated) => validated,
+                Err(e) => break 'processed Err(fail(e.into())),
+            };
+            let deadline = match max_wait {
+                Ok(wait) => Instant::now() + wait,
+                Err(e) => break 'processed Err(fail(e)),
+            };
+            let group = match (route.kind.is_group_write(), validated.group_id) {
+                (true, Some(id)) => Some(Arc::<str>::from(id)),
+                _ => None,
+            };
+            if let (true, Some(group)) = (live.coalesce, &group) {
+                let write = coalesce::Write {
+                    api: route.name.clone(),
+                    group: group.clone(),
+                    attrs: validated.attrs,
+                    deadline,
+                    request_id: request_id.clone(),
+                };
+                // Boxed, as the send below: a queued request's future holds only what it waits
+                // with.
+                let writing = Box::pin(self.coalescer.write(route, write, body, live.batch_cap));
+                break 'processed writing.await;
+            }
+            let permit = match self
+                .pacer
+                .acquire(&route.name, group.as_ref(), deadline)
+                .await
+            {
+                Ok(permit) => permit,
+                Err(e) => break 'processed Err(fail(e)),
+            };
+            let job = Job {
+                api: route.name.clone(),
+                idempotent: route.kind.is_idempotent(),
+                group,
+                body,
+                deadline,
+                request_id: request_id.clone(),
+            };
+            // Boxed once the slot is had: the send's state (the upstream call, its retries) is
+            // the largest part of a request's future, and inline it would sit in every queued
+            // request.
+            let sending = Box::pin(self.forwarder.clone().send(job, permit));
+            match sending.await {
+                Ok(reply) => Ok((route, reply, None)),
+                Err(e) => Err(fail(e)),
+            }
+        };
         let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
         let (api, outcome, code, reason, mut response) = match processed {
             Ok((route, reply, _)) => {
@@ -243,74 +348,39 @@ impl Gateway {
         response
     }
 
-    async fn process<B>(&self, req: Request<B>, request_id: &str) -> Processed
-    where
-        B: hyper::body::Body<Data = Bytes>,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    /// The checks of a request's head, made before its future: draining, the memory budget,
+    /// the bearer token, the route, a declared body over the cap, and the wait it asks for
+    /// (kept, to be answered after the body's own checks as before).
+    fn begin<B>(&self, req: Request<B>) -> Result<Begun<B>, Failed> {
         if self.draining.load(Ordering::SeqCst) {
             return Err((None, Error::ShuttingDown, None));
         }
         let (parts, body) = req.into_parts();
+        let live = self.live();
+        let length = content_length(&parts.headers);
         // Near the memory budget a request is refused before its body is read: what it would
         // hold is its own state and the body it declares.
-        let live = self.live();
-        let declared = content_length(&parts.headers)
-            .unwrap_or(0)
-            .min(live.max_body_bytes as u64);
-        let _held = self
+        let declared = length.unwrap_or(0).min(live.max_body_bytes as u64);
+        let held = self
             .memory
             .admit(memory::REQUEST_BYTES + declared)
             .map_err(|e| (None, e, None))?;
         Self::authorize(&live, &parts.headers).map_err(|e| (None, e, None))?;
         let route = Self::route(&live, &parts).map_err(|e| (None, e, None))?;
-        let fail = |e| (Some(route.clone()), e, None);
-        let body = Self::read_body(&live, &parts.headers, body)
-            .await
-            .map_err(fail)?;
-        // A body sent in chunks declared nothing: account what came.
-        let _body_held = self
-            .memory
-            .charge((body.len() as u64).saturating_sub(declared));
-        let validated = validate::validate(route.kind, &body).map_err(|e| fail(e.into()))?;
-        let deadline = Instant::now() + Self::max_wait(&live, &parts.headers).map_err(fail)?;
-        let group = match (route.kind.is_group_write(), validated.group_id) {
-            (true, Some(id)) => Some(Arc::<str>::from(id)),
-            _ => None,
-        };
-        // The head is read: dropped before the wait, so a queued request does not keep its
-        // headers (their memory, and their place in this future's state).
-        drop(parts);
-        if let (true, Some(group)) = (live.coalesce, &group) {
-            let write = coalesce::Write {
-                api: route.name.clone(),
-                group: group.clone(),
-                attrs: validated.attrs,
-                deadline,
-                request_id: request_id.to_string(),
-            };
-            // Boxed, as the send below: a queued request's future holds only what it waits with.
-            let writing = Box::pin(self.coalescer.write(route, write, body, live.batch_cap));
-            return writing.await;
+        // Refuse a declared oversize body before reading a byte of it.
+        let limit = live.max_body_bytes;
+        if length.is_some_and(|n| n > limit as u64) {
+            return Err((Some(route), Error::BodyTooLarge { limit }, None));
         }
-        let permit = self
-            .pacer
-            .acquire(&route.name, group.as_ref(), deadline)
-            .await
-            .map_err(fail)?;
-        let job = Job {
-            api: route.name.clone(),
-            idempotent: route.kind.is_idempotent(),
-            group,
+        let max_wait = Self::max_wait(&live, &parts.headers);
+        Ok(Begun {
+            live,
+            route,
             body,
-            deadline,
-            request_id: request_id.to_string(),
-        };
-        // Boxed once the slot is had: the send's state (the upstream call, its retries) is the
-        // largest part of a request's future, and inline it would sit in every queued request.
-        let sending = Box::pin(self.forwarder.clone().send(job, permit));
-        let reply = sending.await.map_err(fail)?;
-        Ok((route, reply, None))
+            declared,
+            max_wait,
+            held,
+        })
     }
 
     /// How long the request may wait for its slot: `limits.max_wait_ms`, or less when the
@@ -362,17 +432,12 @@ impl Gateway {
             })
     }
 
-    async fn read_body<B>(live: &Live, headers: &HeaderMap, body: B) -> Result<Bytes, Error>
+    async fn read_body<B>(live: &Live, body: B) -> Result<Bytes, Error>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let limit = live.max_body_bytes;
-        let declared = content_length(headers);
-        // Refuse a declared oversize body before reading a byte of it.
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(Error::BodyTooLarge { limit });
-        }
         let collect = Limited::new(body, limit).collect();
         let Ok(collected) = tokio::time::timeout(live.body_read_timeout, collect).await else {
             return Err(Error::BodyTimeout(live.body_read_timeout));
