@@ -22,12 +22,14 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// What a refused caller is told to wait before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Accounted for each open HTTP connection: hyper's read and write buffers (8 KiB each), the
-/// connection's task and its state (README, Memory: how it was measured).
-pub const CONNECTION_BYTES: u64 = 24 * 1024;
-/// Accounted for each request being handled, its body aside: the request's future and task,
-/// its head, its pacing ticket and its answer.
-pub const REQUEST_BYTES: u64 = 8 * 1024;
+/// Accounted for each open connection: its task (1.6 KB for HTTP/1.1), its socket, and the
+/// head buffer while a head is read. A waiting HTTP/1.1 caller was measured at 4.8-4.9 KiB with
+/// its connection (`cargo bench --bench load -- memory`); the two charges together keep a
+/// margin over that.
+pub const CONNECTION_BYTES: u64 = 4 * 1024;
+/// Accounted for each request being handled, its body aside (the body is charged at its
+/// length): the request's future (1.6 KB), its pacing ticket and its answer.
+pub const REQUEST_BYTES: u64 = 4 * 1024;
 
 /// The budget and what is held against it. Cheap to clone; without a budget every check passes
 /// and nothing is sampled.

@@ -20,8 +20,8 @@ pub const METRICS: &str = "/metrics";
 /// Measured: resident memory of an idle gateway (`cargo bench --bench load -- memory`).
 pub const IDLE_RSS_BYTES: u64 = 22_000_000;
 /// Measured: extra resident memory per caller waiting over HTTP/1.1, its connection included
-/// (6.13-6.21 KiB in the same benchmark).
-pub const HELD_CALLER_BYTES: u64 = 6_400;
+/// (4.77-4.93 KiB in the same benchmark).
+pub const HELD_CALLER_BYTES: u64 = 5_100;
 /// The share of the memory budget past which new requests are refused (`memory::REFUSE_AT`).
 pub const REFUSE_AT: f64 = timgate::memory::REFUSE_AT;
 /// Callers a container's limit must let wait before refusals start.
