@@ -2,43 +2,13 @@
 //! 1,100 half-sent requests to the proxy must leave a new caller served within a second and
 //! `/healthz` answering (before the caps, the caller got nothing for 5 s and /healthz was dead).
 
+mod binary;
+
+use binary::{free_port, gateway_env, spawn};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY};
-
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], env: &[(&str, String)]) -> Killed {
-    let mut command = Command::new("prlimit");
-    command
-        .arg("--nofile=1024:1024")
-        .arg(env!("CARGO_BIN_EXE_timgate"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TIMGATE__")) {
-        command.env_remove(key);
-    }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    Killed(command.spawn().expect("prlimit and timgate start"))
-}
 
 /// One request on a new connection; the status line, and how long it took.
 fn ask(addr: SocketAddr, request: &str) -> (String, Duration) {
@@ -95,19 +65,13 @@ fn a_new_caller_and_healthz_get_through_with_both_listeners_flooded_under_1024_d
     // This test's own side holds 2,200 sockets.
     timgate::server::fds::raise_nofile();
     let emulator = free_port();
-    let _emulator = spawn(&["emulate", "--listen", &emulator.to_string()], &[]);
-    let (proxy, admin) = (free_port(), free_port());
-    let _gateway = spawn(
+    let _emulator = spawn(
+        Some(1024),
+        &["emulate", "--listen", &emulator.to_string()],
         &[],
-        &[
-            ("TIMGATE__TENCENT__SDKAPPID", DEMO_SDKAPPID.to_string()),
-            ("TIMGATE__TENCENT__SECRET_KEY", DEMO_SECRET_KEY.to_string()),
-            ("TIMGATE__TENCENT__BASE_URL", format!("http://{emulator}")),
-            ("TIMGATE__SERVER__LISTEN", proxy.to_string()),
-            ("TIMGATE__SERVER__ADMIN_LISTEN", admin.to_string()),
-            ("TIMGATE__LOG__LEVEL", "warn".to_string()),
-        ],
     );
+    let (proxy, admin) = (free_port(), free_port());
+    let _gateway = spawn(Some(1024), &[], &gateway_env(emulator, proxy, admin));
     wait_ready(admin);
     let mut held = Vec::new();
     for _ in 0..1100 {
@@ -132,9 +96,11 @@ fn a_new_caller_and_healthz_get_through_with_both_listeners_flooded_under_1024_d
         body.len()
     );
     let (status, took) = ask(proxy, &request);
+    eprintln!("new caller answered in {took:?}");
     assert_eq!(status, "HTTP/1.1 200 OK", "a new caller is served");
     assert!(took < Duration::from_secs(1), "served in {took:?}");
     let (status, took) = ask(admin, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    eprintln!("/healthz answered in {took:?}");
     assert_eq!(status, "HTTP/1.1 200 OK", "/healthz answers");
     assert!(took < Duration::from_secs(1), "answered in {took:?}");
     drop(held);

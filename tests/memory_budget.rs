@@ -3,8 +3,10 @@
 //! sampled every 20 ms, must never pass the budget by more than 10%, and every caller must get
 //! an answer: OK, or a refusal with `Retry-After` that came at once.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+mod binary;
+
+use binary::{free_port, gateway_env, spawn};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,40 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY};
-
 const BUDGET: u64 = 96 * 1024 * 1024;
 const CALLERS: usize = 5000;
 const GROUPS: usize = 250;
-
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], env: &[(&str, String)]) -> Killed {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_timgate"));
-    command
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TIMGATE__")) {
-        command.env_remove(key);
-    }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    Killed(command.spawn().expect("timgate starts"))
-}
 
 fn resident(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -116,6 +87,7 @@ async fn five_thousand_callers_stay_within_a_96_mib_budget_and_each_gets_an_answ
     timgate::server::fds::raise_nofile();
     let emulator = free_port();
     let _emulator = spawn(
+        None,
         &[
             "emulate",
             "--listen",
@@ -127,16 +99,13 @@ async fn five_thousand_callers_stay_within_a_96_mib_budget_and_each_gets_an_answ
     );
     let (proxy, admin) = (free_port(), free_port());
     let gateway = spawn(
+        None,
         &[],
         &[
-            ("TIMGATE__TENCENT__SDKAPPID", DEMO_SDKAPPID.to_string()),
-            ("TIMGATE__TENCENT__SECRET_KEY", DEMO_SECRET_KEY.to_string()),
-            ("TIMGATE__TENCENT__BASE_URL", format!("http://{emulator}")),
-            ("TIMGATE__SERVER__LISTEN", proxy.to_string()),
-            ("TIMGATE__SERVER__ADMIN_LISTEN", admin.to_string()),
-            ("TIMGATE__SERVER__MEMORY_LIMIT_BYTES", BUDGET.to_string()),
-            ("TIMGATE__LOG__LEVEL", "warn".to_string()),
-        ],
+            gateway_env(emulator, proxy, admin),
+            vec![("TIMGATE__SERVER__MEMORY_LIMIT_BYTES", BUDGET.to_string())],
+        ]
+        .concat(),
     );
     let pid = gateway.0.id();
     let mut ready = false;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::{Close, ConnState, InFlight, Timeouts};
-use super::io::{Prefixed, Tracked};
+use super::io::Tracked;
 use super::registry::{Place, Registry};
 use super::{Abort, Body, RequestBody, h1};
 use crate::memory::Charge;
@@ -66,7 +67,7 @@ impl Task {
                 // Boxed: hyper's connection state is large, and inline it would make every
                 // HTTP/1.1 connection's task as large as an HTTP/2 one. (Two statements: a
                 // temporary inside the awaited expression would keep its place in this future.)
-                let serving = Box::pin(self.hyper(Prefixed::new(prefix, stream), peer, handler));
+                let serving = Box::pin(self.hyper(stream, prefix, peer, handler));
                 serving.await;
             }
             return;
@@ -90,14 +91,14 @@ impl Task {
     {
         let limit = self.timeouts.header.unwrap_or(Duration::MAX);
         match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => self.hyper(stream, peer, handler).await,
+            Ok(Ok(stream)) => self.hyper(stream, BytesMut::new(), peer, handler).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed."),
             Err(_) => self.registry.closed_by_us(Close::HeaderTimeout.reason()),
         }
     }
 
-    /// Serves `io` with hyper (HTTP/2, or anything over TLS).
-    async fn hyper<I, F, Fut>(self, io: I, peer: SocketAddr, handler: F)
+    /// Serves `io` with hyper (HTTP/2, or anything over TLS), `prefix` being what was read of it.
+    async fn hyper<I, F, Fut>(self, io: I, prefix: BytesMut, peer: SocketAddr, handler: F)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         F: Fn(Request<RequestBody>) -> Fut + Clone + Send + Sync + 'static,
@@ -113,7 +114,7 @@ impl Task {
                 answering.await
             }
         });
-        let io = TokioIo::new(Tracked::new(io, self.conn.clone()));
+        let io = TokioIo::new(Tracked::with_prefix(prefix, io, self.conn.clone()));
         let served = self.builder.serve_connection(io, service);
         let ended = watch(
             served,
