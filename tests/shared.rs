@@ -3,84 +3,18 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
+use support::redis::Redis;
 use support::{Client, Gateway, base_toml, emulator};
 use timgate::emulator::{EmulatorConfig, Record};
 use tokio::time::Instant;
 
 const MODIFY: &str = "group_open_http_svc/modify_group_attr";
 const GET: &str = "group_open_attr_http_svc/get_group_attr";
-
-/// A redis-server of the test's own on a free port, stopped on drop.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// Starts one, or returns `None` (after saying why) where redis-server is missing, unless
-    /// `TIMGATE_REQUIRE_TOOLS=1`.
-    fn start() -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut redis = Redis { port, child: None };
-        if redis.resume().is_err() {
-            assert!(
-                std::env::var("TIMGATE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-                "redis-server is required"
-            );
-            eprintln!("skipped: redis-server not found");
-            return None;
-        }
-        Some(redis)
-    }
-
-    fn resume(&mut self) -> std::io::Result<()> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(std::io::Error::other("redis-server did not listen"))
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn max_in_window(records: &[&Record], span: Duration) -> usize {
     support::max_in_window(records.iter().map(|r| r.at).collect(), span)

@@ -106,10 +106,7 @@ impl Emulator {
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
-        let handler = move |req| {
-            let service = service.clone();
-            async move { service.handle(req).await }
-        };
+        let handler = move |req| service.clone().handle(req);
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -153,11 +150,14 @@ struct Call {
 }
 
 impl Service {
-    async fn handle(&self, req: Request<RequestBody>) -> Result<Response<Body>, Abort> {
+    async fn handle(self: Arc<Self>, req: Request<RequestBody>) -> Result<Response<Body>, Abort> {
         let path = req.uri().path().to_string();
         if req.method() == Method::GET && path == "/_emulator/stats" {
             let per_group = req.uri().query() == Some("groups=1");
             return Ok(plain_json(StatusCode::OK, self.state.stats_json(per_group)));
+        }
+        if req.method() == Method::POST && path == "/_emulator/stall" {
+            return Ok(self.stall_from_query(req.uri().query().unwrap_or("")));
         }
         let Some(api) = path.strip_prefix("/v4/").map(str::to_string) else {
             return Ok(plain_json(
@@ -176,6 +176,38 @@ impl Service {
             }
         };
         let call = Call { api, query, body };
+        if let Some(until) = self.state.stalled_until(Instant::now()) {
+            // Held, then processed as Tencent would: whether or not the caller is still there,
+            // so the call runs in its own task and counts when it is processed.
+            let service = self.clone();
+            let held = tokio::spawn(async move {
+                tokio::time::sleep_until(until).await;
+                service.answer(call).await
+            });
+            return held.await.unwrap_or(Err(Abort));
+        }
+        self.answer(call).await
+    }
+
+    /// `POST /_emulator/stall?ms=N`: hold every call arriving in the next N ms until then.
+    fn stall_from_query(&self, query: &str) -> Response<Body> {
+        match parse_query(query)
+            .get("ms")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
+            Some(ms) => {
+                self.state.stall(Duration::from_millis(ms));
+                plain_json(StatusCode::OK, r#"{"stalled":true}"#)
+            }
+            None => plain_json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"give ms=<milliseconds>"}"#,
+            ),
+        }
+    }
+
+    /// Checks, records and answers one call now.
+    async fn answer(&self, call: Call) -> Result<Response<Body>, Abort> {
         let now = Instant::now();
         let (outcome, fault) = self.state.with(|inner| {
             if inner.received % 4096 == 4095 {

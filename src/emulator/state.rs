@@ -99,6 +99,8 @@ pub struct Inner {
     pub keys: Option<Vec<String>>,
     /// Faults waiting for the next calls naming a group, in order.
     pub faults: HashMap<String, std::collections::VecDeque<Fault>>,
+    /// Calls arriving before this are held until then, then processed together (a stall).
+    pub stall_until: Option<Instant>,
 }
 
 /// The emulator's shared state.
@@ -151,6 +153,17 @@ impl State {
                 .or_default()
                 .extend(std::iter::repeat_n(fault, times))
         });
+    }
+
+    /// Stalls like an overloaded upstream: every call arriving in the next `hold` is held until
+    /// it has passed, then all are processed at once (each counted in the limit windows then).
+    pub fn stall(&self, hold: Duration) {
+        self.with(|s| s.stall_until = Some(Instant::now() + hold));
+    }
+
+    /// When a call arriving `now` is to be processed, if a stall holds it.
+    pub fn stalled_until(&self, now: Instant) -> Option<Instant> {
+        self.with(|s| s.stall_until.filter(|&until| until > now))
     }
 
     /// Accepts exactly these SecretKeys from now on (a key rotation, as the console does it).

@@ -118,6 +118,7 @@ impl Forwarder {
         let (mut attempt, mut renewed, mut rotated) = (1, false, false);
         loop {
             let outcome = self.attempt(&job.api, job.body.clone()).await;
+            permit.landed();
             let mut verdict = policy.decide(&outcome, attempt, job.idempotent, renewed);
             // 70009 (signature check failed) right after the Secret was rotated: the file may
             // hold the new key already. Re-read it, and if it changed, try once more with it.

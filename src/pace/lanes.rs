@@ -27,6 +27,21 @@ pub(crate) struct AppLane {
     pub sent: SendLog,
     /// Admitted requests of this API that have no slot yet.
     pub pending: usize,
+    /// When each of its calls now in flight left, oldest first: until answered, a call may reach
+    /// Tencent at any moment.
+    pub flying: VecDeque<Instant>,
+}
+
+impl AppLane {
+    fn new(settings: &LaneSettings, now: Instant) -> AppLane {
+        AppLane {
+            tat: now,
+            rate: Rate::new(settings.app_interval, now),
+            sent: SendLog::default(),
+            pending: 0,
+            flying: VecDeque::new(),
+        }
+    }
 }
 
 /// One group's write budget and queue.
@@ -80,7 +95,7 @@ pub(crate) struct Lanes {
     /// Group writes waiting behind another write.
     pub group_waiting: usize,
     /// The settings in force (a reload may change them).
-    settings: LaneSettings,
+    pub(super) settings: LaneSettings,
     /// The settings at the full limits: what a shared (Redis) budget spaces and caps by. The
     /// same as `settings` for the local backend; `settings` holds the fallback share otherwise.
     pub full: LaneSettings,
@@ -102,6 +117,8 @@ pub struct LaneSettings {
     pub app_cap: usize,
     /// Most actual sends of one group within `send_window` (0: no check).
     pub group_cap: usize,
+    /// Most calls of one API in flight (sent, not yet answered); 0: no bound beyond `app_cap`.
+    pub max_in_flight: usize,
     /// One second plus the guard: the window the caps hold in.
     pub send_window: Duration,
 }
@@ -117,6 +134,7 @@ impl LaneSettings {
         max_queued: usize,
     ) -> LaneSettings {
         LaneSettings {
+            max_in_flight: app_per_second as usize,
             app_interval: super::interval(app_per_second, guard),
             group_interval: super::interval(group_per_second, guard),
             max_queue_per_group,
@@ -139,17 +157,7 @@ impl Lanes {
     pub fn new(apis: &[Arc<str>], settings: &LaneSettings, now: Instant) -> Lanes {
         let apps = apis
             .iter()
-            .map(|api| {
-                (
-                    api.clone(),
-                    AppLane {
-                        tat: now,
-                        rate: Rate::new(settings.app_interval, now),
-                        sent: SendLog::default(),
-                        pending: 0,
-                    },
-                )
-            })
+            .map(|api| (api.clone(), AppLane::new(settings, now)))
             .collect();
         Lanes {
             apps,
@@ -181,12 +189,10 @@ impl Lanes {
                 full: true,
             });
         }
-        let app = self.apps.entry(api.clone()).or_insert_with(|| AppLane {
-            tat: now,
-            rate: Rate::new(settings.app_interval, now),
-            sent: SendLog::default(),
-            pending: 0,
-        });
+        let app = self
+            .apps
+            .entry(api.clone())
+            .or_insert_with(|| AppLane::new(&settings, now));
         let app_estimate = app.tat.max(now) + app.rate.current() * app.pending as u32;
         let mut estimate = app_estimate;
         if let Some(lane) = group.and_then(|key| self.groups.get(key)) {
@@ -326,49 +332,6 @@ impl Lanes {
     /// The API lane's sending rate per second now.
     pub fn app_rate(&self, api: &Arc<str>) -> Option<f64> {
         Some(self.apps.get(api)?.rate.per_second())
-    }
-
-    /// The moment of sending: records the send in both lanes' logs and returns `None`, or, if
-    /// either lane already sent its cap within the window (its timers fired late), returns when
-    /// the send may leave, recording nothing.
-    pub fn claim_send(
-        &mut self,
-        api: &Arc<str>,
-        group: Option<&Arc<str>>,
-        now: Instant,
-    ) -> Option<Instant> {
-        let settings = self.settings;
-        self.claim_send_capped(api, group, now, &settings)
-    }
-
-    /// [`Lanes::claim_send`] with the caps of `settings` (the full limits while a shared budget
-    /// governs the totals and this replica may use all of it).
-    pub fn claim_send_capped(
-        &mut self,
-        api: &Arc<str>,
-        group: Option<&Arc<str>>,
-        now: Instant,
-        settings: &LaneSettings,
-    ) -> Option<Instant> {
-        let window = settings.send_window;
-        let app = self.apps.get(api).map_or(now, |lane| {
-            lane.sent.allowed_at(settings.app_cap, window, now)
-        });
-        let lane = group.and_then(|g| self.groups.get(g));
-        let group_at = lane.map_or(now, |lane| {
-            lane.sent.allowed_at(settings.group_cap, window, now)
-        });
-        let at = app.max(group_at);
-        if at > now {
-            return Some(at);
-        }
-        if let Some(app) = self.apps.get_mut(api) {
-            app.sent.record(settings.app_cap, now);
-        }
-        if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
-            lane.sent.record(settings.group_cap, now);
-        }
-        None
     }
 
     /// A slot was reserved in the shared budget. Its wait showed how far every replica's

@@ -6,6 +6,7 @@
 //! Each request waits in its own task on tokio timers: the only shared state is [`lanes::Lanes`]
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
 
+mod claim;
 mod idle;
 pub(crate) mod lanes;
 mod metrics;
@@ -23,12 +24,17 @@ use tokio::time::Instant;
 use crate::config::{Backend, LimitsConfig};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use claim::Hold;
 pub use lanes::LaneSettings;
 use lanes::{Admitted, Lanes};
 use metrics::PaceMetrics;
 use shared::Shared;
 pub use ticket::{Admission, Permit};
 use ticket::{Phase, Ticket};
+
+/// How long a claim held for the calls in flight waits at most before it looks again, should
+/// the signal of an answer have come between its look and its wait.
+const LANDING_POLL: Duration = Duration::from_millis(50);
 
 /// The spacing that keeps `rate` sends inside any window of one second plus `guard`.
 pub fn interval(rate: u32, guard: Duration) -> Duration {
@@ -49,6 +55,8 @@ struct Inner {
     drain: watch::Sender<Option<Instant>>,
     /// The shared budget, with the lane settings of the full limits, when the backend is Redis.
     shared: Option<Arc<Shared>>,
+    /// Signalled when a call is answered: claims held for the calls in flight look again.
+    landed: tokio::sync::Notify,
 }
 
 /// Why a wait ended without its turn.
@@ -141,6 +149,7 @@ impl Pacer {
                 metrics,
                 drain,
                 shared,
+                landed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -242,15 +251,18 @@ impl Pacer {
         if group.is_some() {
             self.observe_wait(true, admitted_at.elapsed());
         }
-        if !claimed {
-            // Wait for the slot here, where a caller who hangs up still takes the request out
-            // of line: the slot goes unused, but nothing is sent for a caller who is gone.
-            self.bounded(std::pin::pin!(sleep_until(slot)), deadline)
-                .await
-                .map_err(|stop| stop.into_error(false))?;
-            self.claim(api, group, deadline).await?;
-        }
-        Ok(ticket.into_permit(slot))
+        let sent = match claimed {
+            Some(sent) => sent,
+            None => {
+                // Wait for the slot here, where a caller who hangs up still takes the request
+                // out of line: the slot goes unused, but nothing is sent for a caller who is gone.
+                self.bounded(std::pin::pin!(sleep_until(slot)), deadline)
+                    .await
+                    .map_err(|stop| stop.into_error(false))?;
+                self.claim(api, group, deadline).await?
+            }
+        };
+        Ok(ticket.into_permit(slot, sent))
     }
 
     /// Takes a new slot in both lanes for another attempt of a request that holds `permit`, and
@@ -261,23 +273,32 @@ impl Pacer {
             .take_slot(&api, group.as_ref(), deadline, false)
             .await?;
         permit.slot = slot;
-        if claimed {
+        if let Some(sent) = claimed {
+            permit.sent = Some(sent);
             return Ok(());
         }
         self.bounded(std::pin::pin!(sleep_until(slot)), deadline)
             .await
             .map_err(|stop| stop.into_error(false))?;
-        self.claim(&api, group.as_ref(), deadline).await
+        permit.sent = Some(self.claim(&api, group.as_ref(), deadline).await?);
+        Ok(())
     }
 
-    /// The moment of sending: checks the lanes' send logs (a late timer must not bunch sends)
-    /// and records this send, waiting first if the caps say so.
+    /// The call claimed at `sent` was answered, or given up on: see [`Lanes::land`].
+    pub(super) fn land(&self, api: &Arc<str>, group: Option<&Arc<str>>, sent: Instant) {
+        self.lanes().land(api, group, sent, Instant::now());
+        self.inner.landed.notify_waiters();
+    }
+
+    /// The moment of sending: checks the lanes' send logs (a late timer must not bunch sends) and
+    /// the calls in flight, and records this send, waiting first if they say so. Returns the
+    /// instant it was recorded at.
     async fn claim(
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<Instant, Error> {
         loop {
             let now = Instant::now();
             // While the shared budget governs the totals, this replica may send all of it.
@@ -295,10 +316,33 @@ impl Pacer {
                     lanes.claim_send(api, group, now)
                 }
             };
-            let Some(until) = wait else { return Ok(()) };
+            let until = match wait {
+                Ok(sent) => return Ok(sent),
+                Err(Hold::Until(until)) => {
+                    // Everything held with this request would leave at `until` at once: take a
+                    // new slot from then instead, so that they leave spaced.
+                    self.lanes().respace(api, until, now)
+                }
+                Err(Hold::Landing) => {
+                    // Wake at the next answer; the timer only covers a signal missed between
+                    // the check and here.
+                    let landed = self.inner.landed.notified();
+                    let nap = tokio::time::sleep(LANDING_POLL);
+                    let either = async {
+                        tokio::select! {
+                            () = landed => {}
+                            () = nap => {}
+                        }
+                    };
+                    self.bounded(std::pin::pin!(either), deadline)
+                        .await
+                        .map_err(|stop| stop.into_error(false))?;
+                    continue;
+                }
+            };
             tracing::debug!(
                 api = &**api,
-                wait_us = (until - Instant::now()).as_micros() as u64,
+                wait_us = until.saturating_duration_since(Instant::now()).as_micros() as u64,
                 "Send held back by the cap."
             );
             self.bounded(std::pin::pin!(sleep_until(until)), deadline)
@@ -308,14 +352,14 @@ impl Pacer {
     }
 
     /// Waits out the group's spacing, then reserves the app slot and the group slot together.
-    /// Returns the slot, and whether the send was already claimed (the slot had come).
+    /// Returns the slot, and the send's instant if it was already claimed (the slot had come).
     async fn take_slot(
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
         first: bool,
-    ) -> Result<(Instant, bool), Error> {
+    ) -> Result<(Instant, Option<Instant>), Error> {
         // While the shared budget serves, Redis spaces the group; the local lane only orders it.
         let shared_up = self
             .inner
@@ -352,8 +396,9 @@ impl Pacer {
             let slot = lanes.reserve(api, group, self.cutoff(deadline), now, first);
             // A slot that has come is claimed under the same lock: the common case, lanes with
             // room, costs one lock per request.
-            let claimed =
-                slot.is_some_and(|slot| slot <= now) && lanes.claim_send(api, group, now).is_none();
+            let claimed = slot
+                .filter(|&slot| slot <= now)
+                .and_then(|_| lanes.claim_send(api, group, now).ok());
             (slot, lanes.app_rate(api), claimed)
         };
         // Recovery is lazy, so the gauge follows the lane whenever it is used.
@@ -377,7 +422,7 @@ impl Pacer {
         group: Option<&Arc<str>>,
         deadline: Instant,
         first: bool,
-    ) -> Option<Result<(Instant, bool), Error>> {
+    ) -> Option<Result<(Instant, Option<Instant>), Error>> {
         let shared = self.inner.shared.as_ref()?;
         loop {
             // Read each time: a reload may have changed the limits.
@@ -425,7 +470,7 @@ impl Pacer {
                 return Some(Err(self.too_late(deadline, busy)));
             }
             self.observe_wait(false, wait);
-            return Some(Ok((slot, false)));
+            return Some(Ok((slot, None)));
         }
     }
 
@@ -569,3 +614,6 @@ impl Stop {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod claim_tests;

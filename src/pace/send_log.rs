@@ -14,12 +14,38 @@ pub(crate) struct SendLog {
 }
 
 impl SendLog {
-    /// When a send may leave: now, or when the oldest of the last `cap` sends leaves the window.
-    pub(crate) fn allowed_at(&self, cap: usize, window: Duration, now: Instant) -> Instant {
-        match self.times.front() {
-            Some(&oldest) if cap > 0 && self.times.len() >= cap => (oldest + window).max(now),
-            _ => now,
+    /// When a send may leave with `held` more calls counted beside the log (in flight, their
+    /// sends gone from the window): now, or when enough of the last sends leave the window that
+    /// fewer than `cap` remain with it. `None` when `held` alone fills the cap.
+    pub(crate) fn allowed_at_with(
+        &self,
+        cap: usize,
+        held: usize,
+        window: Duration,
+        now: Instant,
+    ) -> Option<Instant> {
+        if cap == 0 {
+            return Some(now);
         }
+        let room = cap.checked_sub(held).filter(|&room| room > 0)?;
+        let len = self.times.len();
+        if len < room {
+            return Some(now);
+        }
+        // The room-th newest send must have left the window.
+        Some((self.times[len - room] + window).max(now))
+    }
+
+    /// The call sent at `sent` was answered late, at `now`: it counts from now, as though it
+    /// arrived then (it may have), in place of its send.
+    pub(crate) fn land(&mut self, cap: usize, sent: Instant, now: Instant) {
+        if cap == 0 {
+            return;
+        }
+        if let Some(at) = self.times.iter().rposition(|&t| t == sent) {
+            self.times.remove(at);
+        }
+        self.record(cap, now);
     }
 
     pub(crate) fn record(&mut self, cap: usize, now: Instant) {

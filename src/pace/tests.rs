@@ -334,21 +334,27 @@ fn the_send_cap_holds_back_sends_bunched_by_late_timers() {
     let (a, g): (Arc<str>, Arc<str>) = (api(), Arc::from("g"));
     let mut lanes = lanes::Lanes::new(std::slice::from_ref(&a), &settings, start);
     let at = |ms: u64| start + Duration::from_millis(ms);
+    // Each call answered a millisecond after it left (within the guard: counted at its send).
+    let send = |lanes: &mut lanes::Lanes, group: Option<&Arc<str>>, ms: u64| {
+        let sent = lanes.claim_send(&a, group, at(ms))?;
+        lanes.land(&a, group, sent, at(ms + 1));
+        Ok::<_, Hold>(())
+    };
     // Three sends bunched within 30 ms (their timers fired late): the fourth waits for the first
     // to leave the 1020 ms window.
     for ms in [0, 10, 20] {
-        assert_eq!(lanes.claim_send(&a, None, at(ms)), None);
+        assert_eq!(send(&mut lanes, None, ms), Ok(()));
     }
-    assert_eq!(lanes.claim_send(&a, None, at(30)), Some(at(1020)));
-    assert_eq!(lanes.claim_send(&a, None, at(1020)), None);
+    assert_eq!(send(&mut lanes, None, 30), Err(Hold::Until(at(1020))));
+    assert_eq!(send(&mut lanes, None, 1020), Ok(()));
     // A group's cap holds on its own, and a held-back send records nothing.
     let _ = lanes.admit(&a, Some(&g), at(5000), at(2000));
-    assert_eq!(lanes.claim_send(&a, Some(&g), at(2000)), None);
-    assert_eq!(lanes.claim_send(&a, Some(&g), at(2001)), None);
-    assert_eq!(lanes.claim_send(&a, Some(&g), at(2002)), Some(at(3020)));
+    assert_eq!(send(&mut lanes, Some(&g), 2000), Ok(()));
+    assert_eq!(send(&mut lanes, Some(&g), 2001), Ok(()));
+    assert_eq!(send(&mut lanes, Some(&g), 2002), Err(Hold::Until(at(3020))));
     assert_eq!(
-        lanes.claim_send(&a, None, at(2040)),
-        None,
+        send(&mut lanes, None, 2040),
+        Ok(()),
         "the app lane's oldest left"
     );
 }

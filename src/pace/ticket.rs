@@ -44,7 +44,7 @@ impl Ticket {
     }
 
     /// The slot has come: the request leaves the queue and holds its group until answered.
-    pub(super) fn into_permit(mut self, slot: Instant) -> Permit {
+    pub(super) fn into_permit(mut self, slot: Instant, sent: Instant) -> Permit {
         self.phase = Phase::Done;
         {
             let mut lanes = self.pacer.lanes();
@@ -56,6 +56,7 @@ impl Ticket {
             api: self.api.clone(),
             group: self.group.take(),
             slot,
+            sent: Some(sent),
         }
     }
 }
@@ -125,6 +126,8 @@ pub struct Permit {
     pub(super) api: Arc<str>,
     pub(super) group: Option<Arc<str>>,
     pub(super) slot: Instant,
+    /// When its attempt was claimed, until it is answered.
+    pub(super) sent: Option<Instant>,
 }
 
 impl Permit {
@@ -132,10 +135,20 @@ impl Permit {
     pub fn slot(&self) -> Instant {
         self.slot
     }
+
+    /// The attempt was answered (or given up on): it no longer flies, and an answer that came
+    /// late counts as the call's arrival. Call it once per attempt, when its outcome is known.
+    pub fn landed(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            self.pacer.land(&self.api, self.group.as_ref(), sent);
+        }
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        // An attempt not landed (its task ended first) is given up on now.
+        self.landed();
         if let Some(group) = &self.group {
             let mut lanes = self.pacer.lanes();
             lanes.release(group);

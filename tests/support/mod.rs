@@ -2,6 +2,8 @@
 //! real sockets on port 0, and a plain HTTP client for the caller's side.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -1,0 +1,120 @@
+//! The moment of sending and of answering: a send is claimed against both lanes' logs and the
+//! API's calls in flight, and an answer that came late moves its call to the moment it came.
+//!
+//! Why answers matter: a call may reach Tencent at any moment between leaving and being answered.
+//! An upstream that stalls and then works through what it holds sees every held call at once, so
+//! a call answered later than `window_guard` after it left is counted at its answer, and a call
+//! still in flight is counted for as long as it flies. A send is then claimed only while the
+//! calls that could share Tencent's second with it (logged in the window, or still flying) are
+//! fewer than the cap: whatever the upstream does with them, no second can hold more.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::lanes::{LaneSettings, Lanes};
+
+/// Why a send cannot be claimed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// A lane's window is full until then.
+    Until(Instant),
+    /// The calls in flight alone fill the cap: an answer has to come first.
+    Landing,
+}
+
+impl Lanes {
+    /// [`Lanes::claim_send_capped`] with the settings in force.
+    pub fn claim_send(
+        &mut self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        now: Instant,
+    ) -> Result<Instant, Hold> {
+        let settings = self.settings;
+        self.claim_send_capped(api, group, now, &settings)
+    }
+
+    /// The moment of sending: records the send in both lanes' logs and among the API's calls in
+    /// flight, and returns its instant (the permit lands it with that); or says what holds it,
+    /// recording nothing. `settings` gives the caps: the full limits while a shared budget
+    /// governs the totals and this replica may use all of it.
+    pub fn claim_send_capped(
+        &mut self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        now: Instant,
+        settings: &LaneSettings,
+    ) -> Result<Instant, Hold> {
+        let window = settings.send_window;
+        let app_at = match self.apps.get(api) {
+            None => Some(now),
+            Some(lane) if settings.max_in_flight > 0 => {
+                if lane.flying.len() >= settings.max_in_flight {
+                    None
+                } else {
+                    // Calls still flying whose send has left the window: the log no longer
+                    // counts them, yet each may still arrive.
+                    let stale = lane.flying.iter().filter(|&&t| t + window <= now).count();
+                    lane.sent
+                        .allowed_at_with(settings.app_cap, stale, window, now)
+                }
+            }
+            Some(lane) => lane.sent.allowed_at_with(settings.app_cap, 0, window, now),
+        };
+        let app_at = app_at.ok_or(Hold::Landing)?;
+        let lane = group.and_then(|g| self.groups.get(g));
+        let group_at = lane
+            .and_then(|lane| {
+                lane.sent
+                    .allowed_at_with(settings.group_cap, 0, window, now)
+            })
+            .unwrap_or(now);
+        let at = app_at.max(group_at);
+        if at > now {
+            return Err(Hold::Until(at));
+        }
+        if let Some(app) = self.apps.get_mut(api) {
+            app.sent.record(settings.app_cap, now);
+            if settings.max_in_flight > 0 {
+                app.flying.push_back(now);
+            }
+        }
+        if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
+            lane.sent.record(settings.group_cap, now);
+        }
+        Ok(now)
+    }
+
+    /// The call claimed at `sent` was answered (or given up on) `now`: it no longer flies, and,
+    /// if the answer came later than the guard allows for, it counts in both logs as arriving now.
+    pub fn land(&mut self, api: &Arc<str>, group: Option<&Arc<str>>, sent: Instant, now: Instant) {
+        let settings = self.settings;
+        let full = self.full;
+        let late = now.saturating_duration_since(sent) + std::time::Duration::from_secs(1)
+            > settings.send_window;
+        if let Some(app) = self.apps.get_mut(api) {
+            if let Some(at) = app.flying.iter().rposition(|&t| t == sent) {
+                app.flying.remove(at);
+            }
+            if late {
+                app.sent.land(settings.app_cap.max(full.app_cap), sent, now);
+            }
+        }
+        if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)).filter(|_| late) {
+            lane.sent
+                .land(settings.group_cap.max(full.group_cap), sent, now);
+        }
+    }
+
+    /// A claim was held until `at`: the request takes a new app slot from then, so that the
+    /// requests held together leave spaced again, not all at `at`. Returns the new slot.
+    pub fn respace(&mut self, api: &Arc<str>, at: Instant, now: Instant) -> Instant {
+        let Some(app) = self.apps.get_mut(api) else {
+            return at;
+        };
+        let slot = app.tat.max(at);
+        app.tat = slot + app.rate.interval(now);
+        slot
+    }
+}

@@ -1,0 +1,147 @@
+//! Limits that hold through faults, against real redis-server processes and the emulator:
+//! replicas sharing one budget while Redis freezes or restarts under a backlog, and a stalled
+//! upstream that releases everything it held at once. Tencent must never see more than its
+//! limit in any sliding second, and every caller gets its answer.
+
+#[path = "faults/load.rs"]
+mod load;
+mod support;
+
+use std::time::Duration;
+
+use load::{MODIFY, offer};
+use support::redis::Redis;
+use support::{Gateway, base_toml, emulator};
+use timgate::emulator::{Emulator, EmulatorConfig};
+use tokio::time::Instant;
+
+/// Tencent's limit per API, as the emulator enforces it.
+const LIMIT: u32 = 200;
+
+/// The most calls the emulator saw for the write API in any sliding second.
+fn peak(emulator: &Emulator) -> usize {
+    let times = emulator
+        .state
+        .records()
+        .iter()
+        .filter(|r| r.api == MODIFY)
+        .map(|r| r.at)
+        .collect();
+    support::max_in_window(times, Duration::from_secs(1))
+}
+
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < give_up, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `n` replicas on the default configuration, sharing the budget in `redis`, all connected.
+async fn replicas(n: usize, emulator: &Emulator, redis: &Redis) -> Vec<Gateway> {
+    let shared = format!(
+        "[limits]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
+        redis.url()
+    );
+    let mut gateways = Vec::new();
+    for _ in 0..n {
+        gateways.push(Gateway::start(&[&base_toml(emulator.addr, None), &shared]).await);
+    }
+    until("every replica shares the budget", || {
+        gateways
+            .iter()
+            .all(|g| g.metrics.limiter_backend_up.get() == 1)
+    })
+    .await;
+    gateways
+}
+
+fn report(what: &str, emulator: &Emulator, answers: &load::Answers) {
+    eprintln!(
+        "{what}: peak {} calls in a second, {} limit refusals; callers: {} ok, {} busy, {} failed {:?}",
+        peak(emulator),
+        emulator.state.limit_refusals(),
+        answers.ok,
+        answers.busy,
+        answers.failed.len(),
+        &answers.failed[..answers.failed.len().min(5)],
+    );
+}
+
+fn assert_held(emulator: &Emulator, answers: &load::Answers) {
+    assert_eq!(
+        emulator.state.limit_refusals(),
+        0,
+        "Tencent refused nothing"
+    );
+    assert!(peak(emulator) <= LIMIT as usize, "never over the limit");
+    assert!(answers.failed.is_empty(), "every caller got OK or busy");
+    assert!(answers.ok > 1000, "the replicas kept serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_hold_the_limit_while_redis_freezes_and_thaws_under_a_backlog() {
+    let Some(redis) = Redis::start() else { return };
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateways = replicas(2, &emulator, &redis).await;
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        redis.freeze();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        redis.thaw();
+    };
+    let (answers, ()) = tokio::join!(offer(&gateways, 340, Duration::from_secs(12)), fault);
+    report("redis frozen 5 s, 2 replicas", &emulator, &answers);
+    assert_held(&emulator, &answers);
+    for gateway in gateways {
+        assert_eq!(
+            gateway.metrics.limiter_backend_up.get(),
+            1,
+            "back to sharing"
+        );
+        gateway.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_hold_the_limit_while_redis_restarts_empty_under_a_backlog() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateways = replicas(3, &emulator, &redis).await;
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        redis.stop();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        redis.resume().expect("redis restarts");
+    };
+    let (answers, ()) = tokio::join!(offer(&gateways, 340, Duration::from_secs(12)), fault);
+    report("redis killed 5 s, 3 replicas", &emulator, &answers);
+    assert_held(&emulator, &answers);
+    for gateway in gateways {
+        assert_eq!(
+            gateway.metrics.limiter_backend_up.get(),
+            1,
+            "back to sharing"
+        );
+        gateway.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upstream_releasing_everything_at_once_stays_within_the_limit() {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, None)]).await;
+    let gateways = [gateway];
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        emulator.state.stall(Duration::from_secs(8));
+    };
+    let (answers, ()) = tokio::join!(offer(&gateways, 250, Duration::from_secs(14)), fault);
+    report("upstream stalled 8 s", &emulator, &answers);
+    assert_held(&emulator, &answers);
+    let [gateway] = gateways;
+    gateway.shutdown().await;
+}
