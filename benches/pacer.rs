@@ -317,7 +317,10 @@ async fn redis() {
         let t = std::time::Instant::now();
         let reserved = shared.reserve("api", Some(&group_id), app, group).await;
         samples.push(t.elapsed());
-        assert!(matches!(reserved, Some(Ok(_))), "reservation failed");
+        assert!(
+            matches!(reserved, Some(timgate::pace::shared::Reserved::At(_))),
+            "reservation failed"
+        );
     }
     let per_second = N as f64 / started.elapsed().as_secs_f64();
     samples.sort();

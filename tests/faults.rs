@@ -58,6 +58,18 @@ async fn replicas(n: usize, emulator: &Emulator, redis: &Redis) -> Vec<Gateway> 
 }
 
 fn report(what: &str, emulator: &Emulator, answers: &load::Answers) {
+    let records = emulator.state.records();
+    if let Some(first) = records.first() {
+        // Refusals per second of the run, to see when they came.
+        let mut by_second = std::collections::BTreeMap::new();
+        for r in records
+            .iter()
+            .filter(|r| r.code == 60007 || r.code == 10049)
+        {
+            *by_second.entry((r.at - first.at).as_secs()).or_insert(0) += 1;
+        }
+        eprintln!("{what}: limit refusals by second {by_second:?}");
+    }
     eprintln!(
         "{what}: peak {} calls in a second, {} limit refusals; callers: {} ok, {} busy, {} failed {:?}",
         peak(emulator),

@@ -177,7 +177,7 @@ async fn three_replicas_share_one_budget_fall_back_and_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reservation_script_never_puts_more_than_the_limit_in_a_window() {
     use rand::Rng;
-    use timgate::pace::shared::Shared;
+    use timgate::pace::shared::{Reserved, Shared};
     let Some(redis) = Redis::start() else { return };
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let window = Duration::from_millis(1020);
@@ -218,7 +218,7 @@ async fn the_reservation_script_never_puts_more_than_the_limit_in_a_window() {
                             .await
                             .expect("redis is up")
                         {
-                            Ok(wait) => {
+                            Reserved::At(wait) => {
                                 let slot = Instant::now() + wait;
                                 slots
                                     .lock()
@@ -226,7 +226,9 @@ async fn the_reservation_script_never_puts_more_than_the_limit_in_a_window() {
                                     .push((group_lane.map(str::to_owned), slot));
                                 break;
                             }
-                            Err(later) => tokio::time::sleep(later).await,
+                            Reserved::GroupLater(later) | Reserved::AppLater(later) => {
+                                tokio::time::sleep(later).await
+                            }
                         }
                     }
                 }

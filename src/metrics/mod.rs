@@ -71,6 +71,8 @@ pub struct Metrics {
     pub limiter_backend_up: IntGauge,
     /// Times a replica fell back from the shared backend to its local share of the limits.
     pub limiter_fallback: prometheus::IntCounter,
+    /// Replicas last seen alive in the shared Redis budget; the fallback share is 1/this.
+    pub limiter_replicas: IntGauge,
     /// Requests answered with an upstream call they shared with at least one other request
     /// (coalescing): every member of a batch of two or more.
     pub coalesced_requests: prometheus::IntCounter,
@@ -283,6 +285,11 @@ impl Metrics {
             active_groups,
             limiter_backend_up,
             limiter_fallback,
+            limiter_replicas: IntGauge::new(
+                "limiter_replicas",
+                "Replicas last seen alive in the shared Redis budget; the fallback share is 1/this.",
+            )
+            .expect("static"),
             coalesced_requests,
             coalesce_batch_size,
             build_info,

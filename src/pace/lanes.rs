@@ -94,6 +94,8 @@ pub(crate) struct Lanes {
     pub queued: usize,
     /// Group writes waiting behind another write.
     pub group_waiting: usize,
+    /// The shared budget's state these lanes follow (see `Pacer::follow`).
+    pub(super) seen: super::follow::Seen,
     /// The settings in force (a reload may change them).
     pub(super) settings: LaneSettings,
     /// The settings at the full limits: what a shared (Redis) budget spaces and caps by. The
@@ -165,6 +167,7 @@ impl Lanes {
             idle: IdleQueue::default(),
             queued: 0,
             group_waiting: 0,
+            seen: super::follow::Seen::default(),
             settings: *settings,
             full: *settings,
             next_id: 0,

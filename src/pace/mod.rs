@@ -7,6 +7,7 @@
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
 
 mod claim;
+mod follow;
 mod idle;
 pub(crate) mod lanes;
 mod metrics;
@@ -25,6 +26,7 @@ use crate::config::{Backend, LimitsConfig};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use claim::Hold;
+use follow::{Grant, full_settings, lane_settings};
 pub use lanes::LaneSettings;
 use lanes::{Admitted, Lanes};
 use metrics::PaceMetrics;
@@ -57,6 +59,8 @@ struct Inner {
     shared: Option<Arc<Shared>>,
     /// Signalled when a call is answered: claims held for the calls in flight look again.
     landed: tokio::sync::Notify,
+    /// The limits in force, which the local share is recomputed from as replicas come and go.
+    limits: Mutex<Option<LimitsConfig>>,
 }
 
 /// Why a wait ended without its turn.
@@ -78,24 +82,48 @@ impl Pacer {
         let shared = match &limits.backend {
             Backend::Local => None,
             Backend::Redis(url) => {
-                let window = full_settings(limits).send_window;
+                let window = full_settings(limits, 1.0).send_window;
                 let shared =
                     Shared::new(url, &limits.redis_prefix, sdkappid, window, metrics.clone());
                 tokio::spawn(Shared::run(Arc::downgrade(&shared)));
                 Some(shared)
             }
         };
-        let pacer = Self::build(lane_settings(limits), apis, metrics, shared);
-        pacer.lanes().full = full_settings(limits);
+        let share = follow::share(limits, 0);
+        let pacer = Self::build(lane_settings(limits, share), apis, metrics, shared);
+        *pacer.limits() = Some(limits.clone());
+        let mut lanes = pacer.lanes();
+        lanes.full = full_settings(limits, share);
+        if let Some(shared) = &pacer.inner.shared {
+            // Away until the first connection: what other replicas hold in Redis is unknown, so
+            // the local share waits as it does whenever Redis goes away (see `Pacer::follow`).
+            let from = Instant::now() + shared::HORIZON + lanes.full.send_window;
+            lanes.hold_local_until(from);
+            lanes.seen = follow::Seen::of(shared);
+        }
+        drop(lanes);
         pacer
     }
 
     /// Applies reloaded limits: rates, guard and queue bounds change at once, and every queue,
     /// reserved slot and slowdown is kept.
     pub fn reconfigure(&self, limits: &LimitsConfig) {
-        self.lanes()
-            .reconfigure(lane_settings(limits), full_settings(limits));
+        let replicas = self.inner.shared.as_ref().map_or(0, |s| s.replicas());
+        let share = follow::share(limits, replicas);
+        let full = full_settings(limits, share);
+        self.lanes().reconfigure(lane_settings(limits, share), full);
+        if let Some(shared) = &self.inner.shared {
+            shared.set_window(full.send_window);
+        }
+        *self.limits() = Some(limits.clone());
         Self::publish_limits(limits, &self.inner.metrics.all);
+    }
+
+    fn limits(&self) -> MutexGuard<'_, Option<LimitsConfig>> {
+        self.inner
+            .limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn publish_limits(limits: &LimitsConfig, metrics: &Metrics) {
@@ -150,6 +178,7 @@ impl Pacer {
                 drain,
                 shared,
                 landed: tokio::sync::Notify::new(),
+                limits: Mutex::new(None),
             }),
         }
     }
@@ -246,42 +275,57 @@ impl Pacer {
             handed.map_err(|_| Error::Internal("group lane handover lost".into()))?;
         }
         ticket.phase = Phase::Holding;
-        let (slot, claimed) = self.take_slot(api, group, deadline, true).await?;
-        ticket.phase = Phase::Reserved;
-        if group.is_some() {
-            self.observe_wait(true, admitted_at.elapsed());
-        }
-        let sent = match claimed {
-            Some(sent) => sent,
-            None => {
-                // Wait for the slot here, where a caller who hangs up still takes the request
-                // out of line: the slot goes unused, but nothing is sent for a caller who is gone.
-                self.bounded(std::pin::pin!(sleep_until(slot)), deadline)
-                    .await
-                    .map_err(|stop| stop.into_error(false))?;
-                self.claim(api, group, deadline).await?
+        let mut first = true;
+        loop {
+            let grant = self.take_slot(api, group, deadline, first).await?;
+            if first {
+                ticket.phase = Phase::Reserved;
+                if group.is_some() {
+                    self.observe_wait(true, admitted_at.elapsed());
+                }
+                first = false;
             }
-        };
-        Ok(ticket.into_permit(slot, sent))
+            // Wait for the slot here, where a caller who hangs up still takes the request out of
+            // line: the slot goes unused, but nothing is sent for a caller who is gone.
+            if let Some(sent) = self.send_at(api, group, &grant, deadline).await? {
+                return Ok(ticket.into_permit(grant.slot, sent));
+            }
+            // The grant was revoked (Redis came back, or its send was held): a new slot.
+        }
     }
 
     /// Takes a new slot in both lanes for another attempt of a request that holds `permit`, and
     /// waits for it, keeping its group's lane (so no later write overtakes a retry).
     pub async fn reacquire(&self, permit: &mut Permit, deadline: Instant) -> Result<(), Error> {
         let (api, group) = (permit.api.clone(), permit.group.clone());
-        let (slot, claimed) = self
-            .take_slot(&api, group.as_ref(), deadline, false)
-            .await?;
-        permit.slot = slot;
-        if let Some(sent) = claimed {
-            permit.sent = Some(sent);
-            return Ok(());
+        loop {
+            let grant = self
+                .take_slot(&api, group.as_ref(), deadline, false)
+                .await?;
+            if let Some(sent) = self.send_at(&api, group.as_ref(), &grant, deadline).await? {
+                permit.slot = grant.slot;
+                permit.sent = Some(sent);
+                return Ok(());
+            }
         }
-        self.bounded(std::pin::pin!(sleep_until(slot)), deadline)
-            .await
-            .map_err(|stop| stop.into_error(false))?;
-        permit.sent = Some(self.claim(&api, group.as_ref(), deadline).await?);
-        Ok(())
+    }
+
+    /// Waits for the grant's slot and claims the send: its instant, or `None` when the grant was
+    /// revoked on the way (ask for a new one).
+    async fn send_at(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        grant: &Grant,
+        deadline: Instant,
+    ) -> Result<Option<Instant>, Error> {
+        if let Some(sent) = grant.claimed {
+            return Ok(Some(sent));
+        }
+        if !self.wait_slot(grant, deadline).await? {
+            return Ok(None);
+        }
+        self.claim(api, group, deadline, grant).await
     }
 
     /// The call claimed at `sent` was answered, or given up on: see [`Lanes::land`].
@@ -292,32 +336,42 @@ impl Pacer {
 
     /// The moment of sending: checks the lanes' send logs (a late timer must not bunch sends) and
     /// the calls in flight, and records this send, waiting first if they say so. Returns the
-    /// instant it was recorded at.
+    /// instant it was recorded at, or `None` when the grant is void: Redis came back since it was
+    /// given, or, while Redis serves, the send was held or its time has passed (a shared slot is
+    /// used at its time or not at all, so it is asked for again).
     async fn claim(
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
-    ) -> Result<Instant, Error> {
+        grant: &Grant,
+    ) -> Result<Option<Instant>, Error> {
         loop {
             let now = Instant::now();
-            // While the shared budget governs the totals, this replica may send all of it.
-            let shared_up = self
-                .inner
-                .shared
-                .as_ref()
-                .is_some_and(|shared| shared.is_up());
+            let mode = self.follow();
+            if mode.epoch != grant.epoch {
+                return Ok(None);
+            }
             let wait = {
                 let mut lanes = self.lanes();
                 let full = lanes.full;
-                if shared_up {
+                let late = grant
+                    .earliest
+                    .is_some_and(|earliest| now > earliest + follow::tolerance(&full));
+                if mode.up && late {
+                    // Sent now, this slot could share a second with the limit's worth of others.
+                    return Ok(None);
+                }
+                // While the shared budget governs the totals, this replica may send all of it.
+                if mode.up {
                     lanes.claim_send_capped(api, group, now, &full)
                 } else {
                     lanes.claim_send(api, group, now)
                 }
             };
             let until = match wait {
-                Ok(sent) => return Ok(sent),
+                Ok(sent) => return Ok(Some(sent)),
+                Err(Hold::Until(until)) if mode.up => until,
                 Err(Hold::Until(until)) => {
                     // Everything held with this request would leave at `until` at once: take a
                     // new slot from then instead, so that they leave spaced.
@@ -337,6 +391,9 @@ impl Pacer {
                     self.bounded(std::pin::pin!(either), deadline)
                         .await
                         .map_err(|stop| stop.into_error(false))?;
+                    if mode.up {
+                        return Ok(None);
+                    }
                     continue;
                 }
             };
@@ -348,25 +405,25 @@ impl Pacer {
             self.bounded(std::pin::pin!(sleep_until(until)), deadline)
                 .await
                 .map_err(|stop| stop.into_error(false))?;
+            if mode.up {
+                return Ok(None);
+            }
         }
     }
 
-    /// Waits out the group's spacing, then reserves the app slot and the group slot together.
-    /// Returns the slot, and the send's instant if it was already claimed (the slot had come).
+    /// Waits out the group's spacing, then reserves the app slot and the group slot together:
+    /// in Redis while it serves, else locally. The grant says when, and whether the send was
+    /// already claimed (the slot had come).
     async fn take_slot(
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
         first: bool,
-    ) -> Result<(Instant, Option<Instant>), Error> {
+    ) -> Result<Grant, Error> {
+        let mut mode = self.follow();
         // While the shared budget serves, Redis spaces the group; the local lane only orders it.
-        let shared_up = self
-            .inner
-            .shared
-            .as_ref()
-            .is_some_and(|shared| shared.is_up());
-        if let Some(group) = group.filter(|_| !shared_up) {
+        if let Some(group) = group.filter(|_| !mode.up) {
             let ready = self.lanes().group_ready_at(group, Instant::now());
             if ready > self.cutoff(deadline) {
                 let retry_after = ready.saturating_duration_since(Instant::now());
@@ -382,13 +439,15 @@ impl Pacer {
                 .await
                 .map_err(|stop| stop.into_error(true))?;
         }
-        if self.inner.shared.is_some() {
+        if self.inner.shared.is_some() && mode.up {
             // Boxed, and only with a Redis backend: inline, the Redis call's state would sit in
             // every queued request's future, local backend or not.
             let shared = Box::pin(self.shared_slot(api, group, deadline, first));
             if let Some(taken) = shared.await {
                 return taken;
             }
+            // Redis went away on the way: the local share, from where it starts.
+            mode = self.follow();
         }
         let now = Instant::now();
         let (slot, rate, claimed) = {
@@ -411,67 +470,12 @@ impl Pacer {
         };
         let slot = slot.ok_or_else(|| self.too_late(deadline, busy))?;
         self.observe_wait(false, slot.saturating_duration_since(now));
-        Ok((slot, claimed))
-    }
-
-    /// Takes the slot in the shared budget, or `None` when there is none (local backend) or
-    /// Redis is away (pace locally).
-    async fn shared_slot(
-        &self,
-        api: &Arc<str>,
-        group: Option<&Arc<str>>,
-        deadline: Instant,
-        first: bool,
-    ) -> Option<Result<(Instant, Option<Instant>), Error>> {
-        let shared = self.inner.shared.as_ref()?;
-        loop {
-            // Read each time: a reload may have changed the limits.
-            let full = self.lanes().full;
-            let (app_interval, group_interval) = (full.app_interval, full.group_interval);
-            let reserved = shared
-                .reserve(api, group.map(|g| &**g), app_interval, group_interval)
-                .await?;
-            let wait = match reserved {
-                Ok(wait) => wait,
-                Err(later) => {
-                    // Another replica holds the group's next slot: ask again when it comes.
-                    let until = Instant::now() + later;
-                    if until > self.cutoff(deadline) {
-                        let busy = Error::GroupBusy {
-                            retry_after: later,
-                            full: false,
-                        };
-                        return Some(Err(self.too_late(deadline, busy)));
-                    }
-                    if let Err(stop) = self
-                        .bounded(std::pin::pin!(sleep_until(until)), deadline)
-                        .await
-                    {
-                        return Some(Err(stop.into_error(true)));
-                    }
-                    continue;
-                }
-            };
-            // Reserved in Redis for every replica together: the local lanes keep this replica's
-            // order and send cap, and, should Redis go away, start after this slot's window.
-            let slot = Instant::now() + wait;
-            {
-                let mut lanes = self.lanes();
-                lanes.follow_shared(api, group, slot);
-                if first && slot <= self.cutoff(deadline) {
-                    lanes.unpend(api);
-                }
-            }
-            if slot > self.cutoff(deadline) {
-                let busy = Error::AppBusy {
-                    retry_after: wait,
-                    full: false,
-                };
-                return Some(Err(self.too_late(deadline, busy)));
-            }
-            self.observe_wait(false, wait);
-            return Some(Ok((slot, None)));
-        }
+        Ok(Grant {
+            slot,
+            claimed,
+            epoch: mode.epoch,
+            earliest: None,
+        })
     }
 
     /// The answer for a request that cannot leave in time: 503 when draining cut its time short,
@@ -557,34 +561,6 @@ impl Pacer {
     pub fn active_groups(&self) -> usize {
         self.lanes().groups.len()
     }
-}
-
-/// The local lanes' settings from `[limits]`: the full limits for the local backend; with Redis,
-/// `fallback_share` of each, which a replica keeps to while Redis is away.
-fn lane_settings(limits: &LimitsConfig) -> LaneSettings {
-    let share = match limits.backend {
-        Backend::Local => 1.0,
-        Backend::Redis(_) => limits.fallback_share,
-    };
-    let scaled = |limit: u32| ((f64::from(limit) * share).floor() as u32).max(1);
-    LaneSettings::new(
-        scaled(limits.app_per_second),
-        scaled(limits.group_writes_per_second),
-        limits.window_guard,
-        limits.max_queue_per_group,
-        limits.max_queued,
-    )
-}
-
-/// Lane settings at the full limits, which the shared budget spaces by.
-fn full_settings(limits: &LimitsConfig) -> LaneSettings {
-    LaneSettings::new(
-        limits.app_per_second,
-        limits.group_writes_per_second,
-        limits.window_guard,
-        limits.max_queue_per_group,
-        limits.max_queued,
-    )
 }
 
 /// Sleeps until `at`, or not at all when it has passed: a timer registration costs more than

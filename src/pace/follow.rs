@@ -1,0 +1,317 @@
+//! The pacer's side of the shared budget: following Redis as it goes and comes back, the local
+//! share while it is away, and slots reserved in Redis.
+//!
+//! The rule, for every replica: a shared slot is used at its time or not at all; no slot is
+//! reserved more than [`shared::HORIZON`] ahead; when Redis goes away, the local share starts
+//! one window after the horizon (so no local send shares a second with a shared slot any replica
+//! may still hold); when it comes back, the fence holds shared slots a window after the return
+//! (so none shares a second with the local sends), and every grant made before the return is
+//! void and asked for again in Redis. README, "Several replicas", has the proof sketch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::lanes::{LaneSettings, Lanes};
+use super::shared::{self, Mode, Reserved, Shared};
+use super::{Pacer, sleep_until};
+use crate::config::{Backend, LimitsConfig};
+use crate::error::Error;
+
+/// A replica that has never seen the others (Redis away since it started) takes this share:
+/// as though it had one peer.
+const UNSEEN_SHARE: f64 = 0.5;
+
+/// A slot given to one attempt.
+#[derive(Debug)]
+pub(super) struct Grant {
+    /// When it may be sent.
+    pub slot: Instant,
+    /// The send's instant, when it was claimed with the slot (the slot had come).
+    pub claimed: Option<Instant>,
+    /// The shared budget's epoch it was given in (0 for the local backend).
+    pub epoch: u64,
+    /// For a slot reserved in Redis, the earliest its Redis time can be on this replica's clock
+    /// (the reservation was asked for then): a send later than [`tolerance`] after it is not made.
+    pub earliest: Option<Instant>,
+}
+
+/// How late a shared slot may be used, counted from the earliest it can be: the round trip that
+/// reserved it plus the timer that woke it. Half the guard: the 201st of a lane's slots lies one
+/// second and a guard after the first, so slots each used within half a guard of their Redis
+/// time never put more than the limit in a second, whichever replica sends them.
+pub(super) fn tolerance(settings: &LaneSettings) -> Duration {
+    settings.send_window.saturating_sub(Duration::from_secs(1)) / 2
+}
+
+/// The shared budget's state the lanes were last brought in line with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Seen {
+    mode: Option<Mode>,
+    replicas: usize,
+}
+
+impl Seen {
+    /// Where `shared` stands now.
+    pub(super) fn of(shared: &Shared) -> Seen {
+        Seen {
+            mode: Some(shared.mode()),
+            replicas: shared.replicas(),
+        }
+    }
+}
+
+/// This replica's share of each limit while Redis is away: `fallback_share` when it is a number;
+/// for "auto", 1 / the replicas last seen alive.
+pub(super) fn share(limits: &LimitsConfig, replicas: usize) -> f64 {
+    match (&limits.backend, configured_share(limits)) {
+        (Backend::Local, _) => 1.0,
+        (Backend::Redis(_), Some(share)) => share,
+        (Backend::Redis(_), None) if replicas == 0 => UNSEEN_SHARE,
+        (Backend::Redis(_), None) => 1.0 / replicas as f64,
+    }
+}
+
+/// The configured share, `None` for "auto".
+fn configured_share(limits: &LimitsConfig) -> Option<f64> {
+    // TEMP until the config parses "auto": 1.0 reads as auto.
+    Some(limits.fallback_share).filter(|&s| s < 1.0)
+}
+
+/// The local lanes' settings: the full limits for the local backend; with Redis, `share` of
+/// each, which a replica keeps to while Redis is away.
+pub(super) fn lane_settings(limits: &LimitsConfig, share: f64) -> LaneSettings {
+    let scaled = |limit: u32| ((f64::from(limit) * share).floor() as u32).max(1);
+    let mut settings = LaneSettings::new(
+        scaled(limits.app_per_second),
+        scaled(limits.group_writes_per_second),
+        limits.window_guard,
+        limits.max_queue_per_group,
+        limits.max_queued,
+    );
+    settings.max_in_flight = scaled(limits.app_per_second) as usize;
+    settings
+}
+
+/// Lane settings at the full limits, which the shared budget spaces by; calls in flight stay at
+/// this replica's share (a stalled upstream releases every replica's at once).
+pub(super) fn full_settings(limits: &LimitsConfig, share: f64) -> LaneSettings {
+    let mut settings = LaneSettings::new(
+        limits.app_per_second,
+        limits.group_writes_per_second,
+        limits.window_guard,
+        limits.max_queue_per_group,
+        limits.max_queued,
+    );
+    settings.max_in_flight = lane_settings(limits, share).max_in_flight;
+    settings
+}
+
+impl Lanes {
+    /// No local slot before `at`.
+    pub(super) fn hold_local_until(&mut self, at: Instant) {
+        for app in self.apps.values_mut() {
+            app.tat = app.tat.max(at);
+        }
+    }
+
+    /// Redis is back: local slots given while it was away are void, so the local lanes start
+    /// afresh (the fence covers their sends).
+    fn reset_local(&mut self, now: Instant) {
+        for app in self.apps.values_mut() {
+            app.tat = app.tat.min(now);
+        }
+        for lane in self.groups.values_mut() {
+            lane.tat = lane.tat.min(now);
+        }
+    }
+}
+
+impl Pacer {
+    /// Brings the local lanes in line with the shared budget and returns where it stands: when
+    /// Redis went away, the local share starts after the horizon and a window; when it came
+    /// back, the local lanes start afresh; when the replicas counted changed, so does the share.
+    pub(super) fn follow(&self) -> Mode {
+        let Some(shared) = &self.inner.shared else {
+            return Mode {
+                up: false,
+                epoch: 0,
+                down_at: None,
+            };
+        };
+        let now_seen = Seen::of(shared);
+        let mode = now_seen.mode.unwrap_or_else(|| shared.mode());
+        let mut lanes = self.lanes();
+        if lanes.seen == now_seen {
+            return mode;
+        }
+        let before = lanes.seen;
+        lanes.seen = now_seen;
+        let returned = before.mode.is_some_and(|m| m.epoch != mode.epoch);
+        if returned {
+            lanes.reset_local(Instant::now());
+        }
+        let was_up = before.mode.is_some_and(|m| m.up);
+        if !mode.up && (was_up || returned) {
+            let from = mode.down_at.unwrap_or_else(Instant::now);
+            let window = lanes.full.send_window;
+            lanes.hold_local_until(from + shared::HORIZON + window);
+        }
+        if before.replicas != now_seen.replicas
+            && let Some(limits) = self.limits().as_ref()
+        {
+            let share = share(limits, now_seen.replicas);
+            lanes.reconfigure(lane_settings(limits, share), full_settings(limits, share));
+        }
+        mode
+    }
+
+    /// Waits for the grant's slot: true when it came, false when the grant was revoked first
+    /// (Redis came back since it was given).
+    pub(super) async fn wait_slot(&self, grant: &Grant, deadline: Instant) -> Result<bool, Error> {
+        let Some(shared) = &self.inner.shared else {
+            self.bounded(std::pin::pin!(sleep_until(grant.slot)), deadline)
+                .await
+                .map_err(|stop| stop.into_error(false))?;
+            return Ok(true);
+        };
+        let mut modes = shared.subscribe();
+        let epoch = grant.epoch;
+        let mut waited = Box::pin(async move {
+            let slot = sleep_until(grant.slot);
+            tokio::pin!(slot);
+            loop {
+                tokio::select! {
+                    () = &mut slot => return true,
+                    changed = modes.changed() => {
+                        if changed.is_err() || modes.borrow_and_update().epoch != epoch {
+                            return false;
+                        }
+                    }
+                }
+            }
+        });
+        self.bounded(waited.as_mut(), deadline)
+            .await
+            .map_err(|stop| stop.into_error(false))
+    }
+
+    /// Takes the slot in the shared budget, or `None` when Redis is away (pace locally). Only
+    /// this replica's head of line for the API asks Redis, so a backlog costs one call per slot.
+    pub(super) async fn shared_slot(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+        first: bool,
+    ) -> Option<Result<Grant, Error>> {
+        let shared = self.inner.shared.as_ref()?;
+        loop {
+            let mut head = match self
+                .bounded(std::pin::pin!(shared.head(api)), deadline)
+                .await
+            {
+                Ok(head) => Some(head),
+                Err(stop) => return Some(Err(stop.into_error(false))),
+            };
+            let epoch = shared.mode().epoch;
+            // Read each time: a reload may have changed the limits.
+            let full = self.lanes().full;
+            let asked = Instant::now();
+            let reserved = shared
+                .reserve(
+                    api,
+                    group.map(|g| &**g),
+                    full.app_interval,
+                    full.group_interval,
+                )
+                .await?;
+            let (later, group_later) = match reserved {
+                Reserved::At(wait) if Instant::now() - asked > tolerance(&full) => {
+                    // The answer took so long that where the slot lies on this clock is not
+                    // known closely enough: leave it unused and ask again.
+                    tracing::debug!(api = &**api, "Shared slot answered too late to use.");
+                    let _ = wait;
+                    continue;
+                }
+                Reserved::At(wait) => {
+                    drop(head);
+                    let grant = Grant {
+                        slot: Instant::now() + wait,
+                        claimed: None,
+                        epoch,
+                        earliest: Some(asked + wait),
+                    };
+                    return Some(self.shared_grant(api, group, deadline, first, grant));
+                }
+                Reserved::GroupLater(later) => (later, true),
+                Reserved::AppLater(later) => (later, false),
+            };
+            let until = Instant::now() + later;
+            let left = until
+                + if group_later {
+                    Duration::ZERO
+                } else {
+                    shared::HORIZON
+                };
+            if left > self.cutoff(deadline) {
+                let retry_after = left.saturating_duration_since(Instant::now());
+                let busy = if group_later {
+                    Error::GroupBusy {
+                        retry_after,
+                        full: false,
+                    }
+                } else {
+                    Error::AppBusy {
+                        retry_after,
+                        full: false,
+                    }
+                };
+                return Some(Err(self.too_late(deadline, busy)));
+            }
+            if group_later {
+                // Another replica holds the group's next slot: let this replica's other groups
+                // go first, and ask again when it comes.
+                head = None;
+            }
+            let waited = self
+                .bounded(std::pin::pin!(sleep_until(until)), deadline)
+                .await;
+            drop(head);
+            if let Err(stop) = waited {
+                return Some(Err(stop.into_error(group_later)));
+            }
+        }
+    }
+
+    /// A slot reserved in Redis for every replica together: the local lanes keep this replica's
+    /// order and send cap, and, should Redis go away, start after it.
+    fn shared_grant(
+        &self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+        first: bool,
+        grant: Grant,
+    ) -> Result<Grant, Error> {
+        let slot = grant.slot;
+        {
+            let mut lanes = self.lanes();
+            lanes.follow_shared(api, group, slot);
+            if first && slot <= self.cutoff(deadline) {
+                lanes.unpend(api);
+            }
+        }
+        let wait = slot.saturating_duration_since(Instant::now());
+        if slot > self.cutoff(deadline) {
+            let busy = Error::AppBusy {
+                retry_after: wait,
+                full: false,
+            };
+            return Err(self.too_late(deadline, busy));
+        }
+        self.observe_wait(false, wait);
+        Ok(grant)
+    }
+}

@@ -1,0 +1,222 @@
+//! The shared budget on Redis: one Lua script, atomic and on Redis's own clock, reserves the next
+//! send time of an API lane and a group lane together and returns how long to wait for it. Every
+//! replica asks the same keys, so all of them together keep to Tencent's limits. When Redis does
+//! not answer, the replica paces alone at its share and probes Redis in the background until it
+//! answers again; each return starts a new epoch, and grants of an earlier one are void.
+
+mod probe;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::redact::{self, Secrets};
+use crate::metrics::Metrics;
+
+/// How long a lane's key outlives its last reservation.
+const IDLE_MS: u64 = 2000;
+/// A reservation slower than this counts as Redis being away.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(200);
+/// No slot is reserved further ahead than this: when Redis goes away, every slot any replica
+/// holds comes within it, so the replicas' local shares start after it (plus a window).
+pub const HORIZON: Duration = Duration::from_millis(100);
+
+/// Where the shared budget stands, as the pacer follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// Reservations go to Redis.
+    pub up: bool,
+    /// Returns so far: a grant made before the latest is void (Redis may have lost it, or it
+    /// was made on the local share).
+    pub epoch: u64,
+    /// When Redis was last found away.
+    pub down_at: Option<Instant>,
+}
+
+/// The answer to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// A slot this far from now.
+    At(Duration),
+    /// Nothing reserved: the group's next slot is this far off (ask again then).
+    GroupLater(Duration),
+    /// Nothing reserved: the API's next slot lies beyond the horizon by this much.
+    AppLater(Duration),
+}
+
+/// The Redis-backed budget of one replica.
+pub struct Shared {
+    url: String,
+    /// The URL as logs show it, its password masked.
+    shown_url: String,
+    /// The URL's password, masked in the redis crate's errors too.
+    secrets: Secrets,
+    prefix: String,
+    /// This replica's name in the announcements.
+    id: String,
+    reserve: redis::Script,
+    fence: redis::Script,
+    announce: redis::Script,
+    /// One send window (1 s + guard) in microseconds: how long the fence holds shared slots back.
+    window: AtomicU64,
+    conn: Mutex<Option<ConnectionManager>>,
+    up: AtomicBool,
+    mode: watch::Sender<Mode>,
+    /// Replicas alive at the last announcement (this one included); 0 before the first.
+    replicas: AtomicUsize,
+    /// One line per API: only its head asks Redis, so a backlog costs one call per slot.
+    heads: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("url", &self.shown_url)
+            .field("prefix", &self.prefix)
+            .field("mode", &*self.mode.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// A budget on the Redis at `url`, its keys named `{prefix}:{<sdkappid>}:...` (one hash tag,
+    /// so that a script's keys share a Redis Cluster slot). Starts in fallback until the first
+    /// connection; `run` keeps connecting.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        sdkappid: u64,
+        window: Duration,
+        metrics: Metrics,
+    ) -> Arc<Shared> {
+        metrics.limiter_backend_up.set(0);
+        let mut secrets = Secrets::default();
+        secrets.add_url(url);
+        let mode = Mode {
+            up: false,
+            epoch: 0,
+            down_at: Some(Instant::now()),
+        };
+        Arc::new(Shared {
+            url: url.to_string(),
+            shown_url: redact::redis_url(url),
+            secrets,
+            prefix: format!("{prefix}:{{{sdkappid}}}"),
+            id: format!("{:016x}", rand::random::<u64>()),
+            reserve: redis::Script::new(scripts::RESERVE),
+            fence: redis::Script::new(scripts::FENCE),
+            announce: redis::Script::new(scripts::ANNOUNCE),
+            window: AtomicU64::new(window.as_micros() as u64),
+            conn: Mutex::new(None),
+            up: AtomicBool::new(false),
+            mode: watch::channel(mode).0,
+            replicas: AtomicUsize::new(0),
+            heads: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    /// Whether reservations go to Redis now.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    /// A reload changed the guard: the fence holds shared slots back this long from now on.
+    pub fn set_window(&self, window: Duration) {
+        self.window
+            .store(window.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Where the budget stands now.
+    pub fn mode(&self) -> Mode {
+        *self.mode.borrow()
+    }
+
+    /// Signals every change of [`Shared::mode`].
+    pub fn subscribe(&self) -> watch::Receiver<Mode> {
+        self.mode.subscribe()
+    }
+
+    /// Replicas alive at the last announcement, this one included (0: none made yet).
+    pub fn replicas(&self) -> usize {
+        self.replicas.load(Ordering::SeqCst)
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Waits for this replica's turn to reserve on `api`: its earlier requests first.
+    pub async fn head(&self, api: &Arc<str>) -> tokio::sync::OwnedMutexGuard<()> {
+        let line = self
+            .heads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(api.clone())
+            .or_default()
+            .clone();
+        line.lock_owned().await
+    }
+
+    /// Reserves the next slot of `api` (and `group`), or says how long until one may be asked
+    /// for; `None` when Redis is away (the caller paces locally).
+    pub async fn reserve(
+        &self,
+        api: &str,
+        group: Option<&str>,
+        app_interval: Duration,
+        group_interval: Duration,
+    ) -> Option<Reserved> {
+        if !self.is_up() {
+            return None;
+        }
+        let mut conn = self.connection()?;
+        let mut call = self.reserve.prepare_invoke();
+        call.key(format!("{}:fence", self.prefix));
+        call.key(format!("{}:app:{api}", self.prefix));
+        if let Some(group) = group {
+            call.key(format!("{}:group:{group}", self.prefix));
+        }
+        call.arg(app_interval.as_micros() as u64)
+            .arg(group_interval.as_micros() as u64)
+            .arg(IDLE_MS)
+            .arg(HORIZON.as_micros() as u64);
+        let answer = call.invoke_async::<(i64, i64)>(&mut conn);
+        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
+        match tokio::time::timeout(RESPONSE_TIMEOUT, answer).await {
+            Ok(Ok((0, wait))) => Some(Reserved::At(micros(wait))),
+            Ok(Ok((1, later))) => Some(Reserved::GroupLater(micros(later))),
+            Ok(Ok((_, later))) => Some(Reserved::AppLater(micros(later))),
+            Ok(Err(e)) => self.down(&self.secrets.scrub(&e.to_string())),
+            Err(_) => self.down("no answer in time"),
+        }
+    }
+
+    fn down<T>(&self, why: &str) -> Option<T> {
+        if self.up.swap(false, Ordering::SeqCst) {
+            self.mode.send_modify(|mode| {
+                mode.up = false;
+                mode.down_at = Some(Instant::now());
+            });
+            self.metrics.limiter_backend_up.set(0);
+            self.metrics.limiter_fallback.inc();
+            tracing::warn!(
+                url = self.shown_url.as_str(),
+                error = why,
+                replicas = self.replicas(),
+                "Redis limiter unreachable: pacing locally at this replica's share."
+            );
+        }
+        None
+    }
+}

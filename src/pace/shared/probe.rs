@@ -1,0 +1,125 @@
+//! Keeping in touch with Redis: connecting, probing while it is away and coming back (fence
+//! first, then a new epoch), announcing this replica while it is there, and saying so in the log
+//! when it cannot be reached.
+
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+
+use super::{RESPONSE_TIMEOUT, Shared};
+
+/// How often a replica in fallback asks whether Redis is back: the spread between replicas
+/// coming back, which the fence covers.
+const PROBE: Duration = Duration::from_millis(100);
+/// How often a replica renews its announcement while Redis is there.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// How long an announcement lives: a replica gone this long no longer counts.
+const ANNOUNCEMENT_TTL: Duration = Duration::from_secs(5);
+/// How often an unreachable Redis is said again in the log.
+const WARN_EVERY: Duration = Duration::from_secs(5);
+
+impl Shared {
+    /// Connects, probes Redis while it is away (every [`PROBE`]) and announces this replica
+    /// while it is there, for as long as the pacer lives.
+    pub async fn run(this: Weak<Self>) {
+        let mut tick = tokio::time::interval(PROBE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut announced, mut warned): (Option<Instant>, Option<Instant>) = (None, None);
+        loop {
+            tick.tick().await;
+            let Some(this) = this.upgrade() else { return };
+            if this.is_up() {
+                warned = None;
+                if announced.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
+                    this.announce().await;
+                    announced = Some(Instant::now());
+                }
+                continue;
+            }
+            match this.probe().await {
+                Ok(()) => announced = Some(Instant::now()),
+                Err(why) if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) => {
+                    warned = Some(Instant::now());
+                    tracing::warn!(
+                        url = this.shown_url.as_str(),
+                        error = why.as_str(),
+                        "Redis limiter unreachable: pacing locally at this replica's share until it answers."
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Renews this replica's announcement and reads how many are alive.
+    async fn announce(&self) -> bool {
+        let Some(mut conn) = self.connection() else {
+            return false;
+        };
+        let mut call = self.announce.prepare_invoke();
+        call.key(format!("{}:replicas", self.prefix))
+            .arg(&self.id)
+            .arg(ANNOUNCEMENT_TTL.as_millis() as u64);
+        let counted = call.invoke_async::<i64>(&mut conn);
+        match tokio::time::timeout(RESPONSE_TIMEOUT, counted).await {
+            Ok(Ok(alive)) if alive > 0 => {
+                self.replicas.store(alive as usize, Ordering::SeqCst);
+                self.metrics.limiter_replicas.set(alive);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One attempt to come back: connect if need be, raise the fence, announce, and only then
+    /// take shared slots again, in a new epoch.
+    async fn probe(&self) -> Result<(), String> {
+        if self.connection().is_none() {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_number_of_retries(1);
+            let client = redis::Client::open(self.url.as_str())
+                .map_err(|e| self.secrets.scrub(&e.to_string()))?;
+            let manager = tokio::time::timeout(
+                Duration::from_secs(1),
+                ConnectionManager::new_with_config(client, config),
+            )
+            .await
+            .map_err(|_| "no connection in time".to_string())?
+            .map_err(|e| self.secrets.scrub(&e.to_string()))?;
+            *self
+                .conn
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(manager);
+        }
+        let mut conn = self.connection().ok_or("no connection")?;
+        // Raise the fence before taking shared slots again (see scripts::FENCE).
+        let mut fence = self.fence.prepare_invoke();
+        fence
+            .key(format!("{}:fence", self.prefix))
+            .arg(self.window.load(Ordering::SeqCst));
+        let raised = fence.invoke_async::<i64>(&mut conn);
+        match tokio::time::timeout(RESPONSE_TIMEOUT, raised).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(self.secrets.scrub(&e.to_string())),
+            Err(_) => return Err("no answer in time".into()),
+        }
+        self.announce().await;
+        self.mode.send_modify(|mode| {
+            mode.up = true;
+            mode.epoch += 1;
+        });
+        self.up.store(true, Ordering::SeqCst);
+        self.metrics.limiter_backend_up.set(1);
+        tracing::info!(
+            url = self.shown_url.as_str(),
+            replicas = self.replicas(),
+            "Redis limiter reachable: sharing the budget with the other replicas."
+        );
+        Ok(())
+    }
+}
