@@ -157,3 +157,20 @@ async fn a_stalled_upstream_releasing_everything_at_once_stays_within_the_limit(
     let [gateway] = gateways;
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_budget_hold_the_limit_through_an_upstream_stall() {
+    let Some(redis) = Redis::start() else { return };
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateways = replicas(2, &emulator, &redis).await;
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        emulator.state.stall(Duration::from_secs(8));
+    };
+    let (answers, ()) = tokio::join!(offer(&gateways, 250, Duration::from_secs(14)), fault);
+    report("upstream stalled 8 s, 2 replicas", &emulator, &answers);
+    assert_held(&emulator, &answers);
+    for gateway in gateways {
+        gateway.shutdown().await;
+    }
+}

@@ -27,6 +27,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(200);
 /// holds comes within it, so the replicas' local shares start after it (plus a window).
 pub const HORIZON: Duration = Duration::from_millis(100);
 
+/// An answer this much later than its call means the upstream stalled (see [`Shared::stalled`]).
+pub const STALLED: Duration = Duration::from_millis(500);
+
 /// Where the shared budget stands, as the pacer follows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode {
@@ -72,6 +75,8 @@ pub struct Shared {
     replicas: AtomicUsize,
     /// One line per API: only its head asks Redis, so a backlog costs one call per slot.
     heads: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
+    /// When a stall last raised the fence.
+    stall_fenced: Mutex<Option<Instant>>,
     metrics: Metrics,
 }
 
@@ -119,6 +124,7 @@ impl Shared {
             mode: watch::channel(mode).0,
             replicas: AtomicUsize::new(0),
             heads: Mutex::new(HashMap::new()),
+            stall_fenced: Mutex::new(None),
             metrics,
         })
     }
@@ -200,6 +206,33 @@ impl Shared {
             Ok(Err(e)) => self.down(&self.secrets.scrub(&e.to_string())),
             Err(_) => self.down("no answer in time"),
         }
+    }
+
+    /// A call came back [`STALLED`] late: the upstream held it and may be releasing everything
+    /// it held, from every replica, at once. Raises the fence a window from now, so no replica
+    /// reserves a slot within it, and voids this replica's grants not yet sent (a new epoch), so
+    /// none uses a slot reserved before the fence. The other replicas' calls were held too and
+    /// do the same as theirs come back.
+    /// Calls sent before the last such fence are of the stall it answered: they raise nothing.
+    pub fn stalled(self: &Arc<Self>, sent: Instant) {
+        if !self.is_up() {
+            return;
+        }
+        {
+            let mut fenced = self
+                .stall_fenced
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if fenced.is_some_and(|at| sent <= at) {
+                return;
+            }
+            *fenced = Some(Instant::now());
+        }
+        self.mode.send_modify(|mode| mode.epoch += 1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = this.raise_fence().await;
+        });
     }
 
     fn down<T>(&self, why: &str) -> Option<T> {

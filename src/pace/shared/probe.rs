@@ -54,6 +54,21 @@ impl Shared {
         }
     }
 
+    /// Raises the fence one window from now.
+    pub(super) async fn raise_fence(&self) -> Result<(), String> {
+        let mut conn = self.connection().ok_or("no connection")?;
+        let mut fence = self.fence.prepare_invoke();
+        fence
+            .key(format!("{}:fence", self.prefix))
+            .arg(self.window.load(Ordering::SeqCst));
+        let raised = fence.invoke_async::<i64>(&mut conn);
+        match tokio::time::timeout(RESPONSE_TIMEOUT, raised).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.secrets.scrub(&e.to_string())),
+            Err(_) => Err("no answer in time".into()),
+        }
+    }
+
     /// Renews this replica's announcement and reads how many are alive.
     async fn announce(&self) -> bool {
         let Some(mut conn) = self.connection() else {
@@ -96,18 +111,8 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(manager);
         }
-        let mut conn = self.connection().ok_or("no connection")?;
         // Raise the fence before taking shared slots again (see scripts::FENCE).
-        let mut fence = self.fence.prepare_invoke();
-        fence
-            .key(format!("{}:fence", self.prefix))
-            .arg(self.window.load(Ordering::SeqCst));
-        let raised = fence.invoke_async::<i64>(&mut conn);
-        match tokio::time::timeout(RESPONSE_TIMEOUT, raised).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(self.secrets.scrub(&e.to_string())),
-            Err(_) => return Err("no answer in time".into()),
-        }
+        self.raise_fence().await?;
         self.announce().await;
         self.mode.send_modify(|mode| {
             mode.up = true;
