@@ -3,16 +3,14 @@
 //! upstream that releases everything it held at once. Tencent must never see more than its
 //! limit in any sliding second, and every caller gets its answer.
 
-#[path = "faults/load.rs"]
-mod load;
 mod support;
 
 use std::time::Duration;
 
-use load::{MODIFY, offer};
 use support::redis::Redis;
 use support::{Gateway, base_toml, emulator};
 use timgate::emulator::{Emulator, EmulatorConfig};
+use timgate::loadgen::offer::{self as load, MODIFY};
 use tokio::time::Instant;
 
 /// Tencent's limit per API, as the emulator enforces it.
@@ -55,6 +53,11 @@ async fn replicas(n: usize, emulator: &Emulator, redis: &Redis) -> Vec<Gateway> 
     })
     .await;
     gateways
+}
+
+async fn offer(gateways: &[Gateway], rate: u32, span: Duration) -> load::Answers {
+    let urls: Vec<String> = gateways.iter().map(|g| g.url(MODIFY)).collect();
+    load::offer(&urls, rate, span).await
 }
 
 fn report(what: &str, emulator: &Emulator, answers: &load::Answers) {

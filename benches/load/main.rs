@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- passthrough   # req/s and latency, pacing out of the way
 //! cargo bench --bench load -- pacing        # accuracy at Tencent's limits vs nginx limit_req
 //! cargo bench --bench load -- memory        # RSS idle, 100,000 queued, drained; start-up
+//! cargo bench --bench load -- faults        # limits through Redis loss and upstream stalls
 //! cargo bench --bench load -- short         # the CI guard's scenario (24 s); exit 1 on failure
 //! cargo bench --bench load -- run --proxy nginx --connections 64 --rate 2000 --seconds 10
 //! cargo bench --bench load -- all --markdown target/load.md
@@ -13,6 +14,7 @@
 //!
 //! Every mode prints its tables and one JSON summary line (`{"mode":...}`).
 
+mod faults;
 mod held;
 mod memory;
 mod passthrough;
@@ -52,6 +54,8 @@ enum Mode {
     },
     /// Resident memory idle, at N queued requests and after they drain; time to ready.
     Memory(memory::Args),
+    /// The limits through faults: Redis frozen or restarted under a backlog, an upstream stall.
+    Faults,
     /// The CI guard: a 24 s pacing run through timgate; fails on any violation or a
     /// utilization below 0.9.
     Short,
@@ -73,6 +77,7 @@ fn main() {
             Mode::Passthrough(args) => passthrough::compare(&args, &mut out).await,
             Mode::Pacing { seconds } => pacing_compare(seconds, &mut out).await,
             Mode::Memory(args) => memory::run(&args, &mut out).await,
+            Mode::Faults => faults::run(&mut out).await,
             Mode::Short => short(&mut out).await,
             Mode::Run(args) => passthrough::single(&args, &mut out).await,
             Mode::All => {

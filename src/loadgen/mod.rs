@@ -9,6 +9,7 @@ pub mod client;
 pub mod conf;
 pub mod flood;
 pub mod inproc;
+pub mod offer;
 pub mod pacing;
 pub mod procs;
 pub mod stack;
