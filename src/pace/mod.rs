@@ -517,9 +517,12 @@ impl Pacer {
 /// The local lanes' settings from `[limits]`: the full limits for the local backend; with Redis,
 /// `fallback_share` of each, which a replica keeps to while Redis is away.
 fn lane_settings(limits: &LimitsConfig) -> LaneSettings {
-    let share = match limits.backend {
-        Backend::Local => 1.0,
-        Backend::Redis(_) => limits.fallback_share,
+    use crate::config::Share;
+    let share = match (&limits.backend, limits.fallback_share) {
+        (Backend::Local, _) => 1.0,
+        // Until the replicas seen in Redis are counted, "auto" keeps the whole limit.
+        (Backend::Redis(_), Share::Auto) => 1.0,
+        (Backend::Redis(_), Share::Fixed(share)) => share,
     };
     let scaled = |limit: u32| ((f64::from(limit) * share).floor() as u32).max(1);
     LaneSettings::new(
