@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics` for Prometheus, `/healthz` (the process is alive) and `/readyz`
-//! (the UserSig exists and the listeners are bound; false again while draining).
+//! (the UserSig exists and the listeners are bound; false again while draining; with the Redis
+//! limiter, whether the shared budget or the local fallback share paces this replica).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +17,31 @@ use crate::server::Body;
 pub struct Admin {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    shared_limiter: bool,
 }
 
 impl Admin {
-    /// An admin service over `metrics`, ready when `ready` is set.
-    pub fn new(metrics: Metrics, ready: Arc<AtomicBool>) -> Admin {
-        Admin { metrics, ready }
+    /// An admin service over `metrics`, ready when `ready` is set; `shared_limiter` when
+    /// `limits.backend = "redis"`, so that `/readyz` says whether Redis or the fallback paces.
+    pub fn new(metrics: Metrics, ready: Arc<AtomicBool>, shared_limiter: bool) -> Admin {
+        Admin {
+            metrics,
+            ready,
+            shared_limiter,
+        }
+    }
+
+    /// The body of a ready answer. Ready either way with Redis: the local fallback share keeps
+    /// serving within limits, and a replica taken out of rotation for a Redis outage would only
+    /// move its callers' load to replicas equally without Redis. The body says which it is.
+    fn ready_body(&self) -> &'static str {
+        if !self.shared_limiter {
+            r#"{"status":"ready"}"#
+        } else if self.metrics.limiter_backend_up.get() == 1 {
+            r#"{"status":"ready","limiter":"shared"}"#
+        } else {
+            r#"{"status":"ready","limiter":"degraded"}"#
+        }
     }
 
     /// Answers one admin request.
@@ -29,7 +49,7 @@ impl Admin {
         match req.uri().path() {
             "/healthz" => plain_json(StatusCode::OK, r#"{"status":"ok"}"#),
             "/readyz" if self.ready.load(Ordering::SeqCst) => {
-                plain_json(StatusCode::OK, r#"{"status":"ready"}"#)
+                plain_json(StatusCode::OK, self.ready_body())
             }
             "/readyz" => plain_json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#),
             "/metrics" => {

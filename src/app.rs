@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
-use crate::config::{Config, SecretSource};
+use crate::config::{Backend, Config, SecretSource};
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::memory::{self, MemoryGuard};
@@ -118,7 +118,8 @@ impl App {
                 "Memory budget in force."
             );
         }
-        let admin = Admin::new(metrics, ready.clone());
+        let shared_limiter = matches!(config.limits.backend, Backend::Redis(_));
+        let admin = Admin::new(metrics, ready.clone(), shared_limiter);
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(server::serve(
             admin_listener,

@@ -100,6 +100,7 @@ pub enum Error {
 pub const REJECTION_REASONS: &[&str] = &[
     "invalid_json",
     "invalid_param",
+    "duplicate_key",
     "invalid_group_id",
     "key_too_long",
     "value_too_long",
@@ -260,6 +261,7 @@ mod tests {
         let errors: Vec<Error> = vec![
             invalid(b"x", GetGroupAttr).into(),
             invalid(b"{}", GetGroupAttr).into(),
+            invalid(br#"{"GroupId":"g","GroupId":"g"}"#, GetGroupAttr).into(),
             invalid(br#"{"GroupId":""}"#, GetGroupAttr).into(),
             invalid(
                 format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use timgate::app::{App, Reloader, bind};
-use timgate::config::{Config, LogFormat, SecretSource};
+use timgate::config::{Backend, Config, LogFormat, SecretSource, Share, redact};
 use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::error::Error;
 use timgate::telemetry::LogLevel;
@@ -166,6 +166,20 @@ fn check_config(file: Option<&std::path::Path>) -> Result<(), Error> {
                 timgate::config::redact::credentials(&config.tencent.base_url),
                 config.tencent.sdkappid,
                 config.tencent.identifier
+            );
+            let l = &config.limits;
+            // Said here so that an operator sees which form of each the layers ended with.
+            println!(
+                "  limits backend {}  fallback_share {}  max_in_flight_per_api {}",
+                match &l.backend {
+                    Backend::Local => "local".to_string(),
+                    Backend::Redis(url) => format!("redis {}", redact::redis_url(url)),
+                },
+                match l.fallback_share {
+                    Share::Auto => "auto".to_string(),
+                    Share::Fixed(share) => share.to_string(),
+                },
+                l.max_in_flight_per_api
             );
             println!("  allowed APIs: {}", config.allow.join(", "));
             Ok(())

@@ -1,5 +1,6 @@
 //! Payload rules per API, checked before a request spends quota: pure functions over the body
 //! bytes that either say what the pacer needs to know or which Tencent code the payload earns.
+//! The body is read once (`validate_json.rs`), which also finds a key repeated in an object read.
 
 use serde_json::{Map, Value};
 
@@ -73,19 +74,34 @@ pub struct Validated {
 
 /// Checks `body` against the rules of API `kind`.
 pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let not_json = |e: serde_json::Error| {
         if body.iter().all(u8::is_ascii_whitespace) {
             Invalid::json("body is empty; expected a JSON object")
         } else {
             Invalid::json(format!("body is not valid JSON: {e}"))
         }
-    })?;
+    };
+    // Other APIs get the object check alone: none of their fields is read, so none can differ
+    // between what the gateway checked and what Tencent reads.
+    let (value, repeated) = match kind {
+        ApiKind::Other => (serde_json::from_slice(body).map_err(not_json)?, None),
+        _ => json::parse(body, reads_entries(kind)).map_err(not_json)?,
+    };
     let Value::Object(object) = value else {
         return Err(Invalid::json(format!(
             "body is a JSON {}; expected an object",
             type_name(&value)
         )));
     };
+    // Before any other rule: with two copies of a key, which one to judge is Tencent's
+    // undocumented choice, not the gateway's.
+    if let Some(repeated) = repeated {
+        return Err(Invalid::new(
+            10004,
+            "duplicate_key",
+            format!("{repeated}; send each key once"),
+        ));
+    }
     let group_id = match kind {
         ApiKind::Other => {
             return Ok(Validated {
@@ -107,6 +123,14 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
         group_id: Some(group_id),
         attrs,
     })
+}
+
+/// Whether the API reads `GroupAttr`, so that its entries' keys must each appear once.
+fn reads_entries(kind: ApiKind) -> bool {
+    matches!(
+        kind,
+        ApiKind::ModifyGroupAttr | ApiKind::SetGroupAttr | ApiKind::DeleteGroupAttr
+    )
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -241,6 +265,9 @@ fn check_attrs(
     }
     Ok(attrs)
 }
+
+#[path = "validate_json.rs"]
+mod json;
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]

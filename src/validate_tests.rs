@@ -271,6 +271,133 @@ fn a_key_repeated_in_one_write_is_refused_as_ambiguous() {
     assert_eq!(code(DELETE, &del), 10004);
 }
 
+fn reason(kind: ApiKind, body: &[u8]) -> &'static str {
+    validate(kind, body).expect_err("refused").reason()
+}
+
+#[test]
+fn a_json_key_repeated_at_the_top_or_in_an_entry_is_refused_as_duplicate_key() {
+    let cases: &[(ApiKind, &str, &str)] = &[
+        (
+            MODIFY,
+            r#"{"GroupId":"@TGS#hot","GroupId":"@TGS#a1","GroupAttr":[{"key":"k","value":"v"}]}"#,
+            r#"key "GroupId" appears twice in the body"#,
+        ),
+        (
+            SET,
+            r#"{"GroupAttr":[{"key":"k","value":"v"}],"GroupId":"g","GroupAttr":[]}"#,
+            r#"key "GroupAttr" appears twice in the body"#,
+        ),
+        (
+            MODIFY,
+            r#"{"GroupId":"g","GroupAttr":[{"key":"k","value":"v","key":"j"}]}"#,
+            r#"key "key" appears twice in GroupAttr[0]"#,
+        ),
+        (
+            SET,
+            r#"{"GroupId":"g","GroupAttr":[{"key":"a","value":"1"},{"value":"2","key":"b","value":"3"}]}"#,
+            r#"key "value" appears twice in GroupAttr[1]"#,
+        ),
+        (
+            DELETE,
+            r#"{"GroupId":"g","GroupAttr":[{"key":"a","key":"b"}]}"#,
+            r#"key "key" appears twice in GroupAttr[0]"#,
+        ),
+        (
+            GET,
+            r#"{"GroupId":"g","GroupId":"g"}"#,
+            r#"key "GroupId" appears twice in the body"#,
+        ),
+        // Escapes are decoded before keys are compared, as any JSON reader would.
+        (
+            CLEAR,
+            r#"{"GroupId":"g","Group\u0049d":"h"}"#,
+            r#"key "GroupId" appears twice in the body"#,
+        ),
+        // Unknown keys too: the body is forwarded whole, so every copy reaches Tencent.
+        (
+            MODIFY,
+            r#"{"GroupId":"g","GroupAttr":[{"key":"k","value":"v","x":1,"x":2}]}"#,
+            r#"key "x" appears twice in GroupAttr[0]"#,
+        ),
+    ];
+    for (kind, body, want) in cases {
+        let refused = validate(*kind, body.as_bytes()).expect_err(body);
+        assert_eq!(
+            (refused.code(), refused.reason()),
+            (10004, "duplicate_key"),
+            "{kind:?} {body}"
+        );
+        assert!(
+            refused.info().starts_with(want),
+            "{:?} for {body}",
+            refused.info()
+        );
+    }
+}
+
+#[test]
+fn a_repeated_key_is_judged_after_the_json_and_before_every_other_rule() {
+    // Not JSON at all still says so, wherever the repeat is.
+    assert_eq!(code(MODIFY, br#"{"GroupId":"g","GroupId":"h","#), 60003);
+    // Either copy alone would break a rule (empty GroupId; 33-byte key): the repeat is named,
+    // since which copy Tencent would judge is unknown.
+    assert_eq!(
+        reason(GET, br#"{"GroupId":"","GroupId":"g"}"#),
+        "duplicate_key"
+    );
+    let long = format!(
+        r#"{{"GroupId":"g","GroupAttr":[{{"key":"{}","key":"k","value":"v"}}]}}"#,
+        "k".repeat(33)
+    );
+    assert_eq!(reason(MODIFY, long.as_bytes()), "duplicate_key");
+    // The first repeat in the body is the one named.
+    assert!(
+        info(
+            MODIFY,
+            br#"{"GroupId":"g","GroupAttr":[{"key":"k","key":"k","value":"v"}],"GroupId":"g"}"#
+        )
+        .starts_with(r#"key "key" appears twice in GroupAttr[0]"#)
+    );
+}
+
+#[test]
+fn a_repeated_key_the_gateway_does_not_read_passes_untouched() {
+    // Below an unknown field, inside a value, or in GroupAttr where the API does not read it.
+    assert_eq!(
+        code(
+            GET,
+            br#"{"GroupId":"g","Ext":{"a":1,"a":2},"List":[{"b":1,"b":2}]}"#
+        ),
+        0
+    );
+    assert_eq!(
+        code(
+            GET,
+            br#"{"GroupId":"g","GroupAttr":[{"key":"a","key":"b"}]}"#
+        ),
+        0
+    );
+    assert_eq!(
+        code(
+            MODIFY,
+            br#"{"GroupId":"g","GroupAttr":[{"key":"k","value":"v","Ext":{"z":1,"z":2}}]}"#
+        ),
+        0
+    );
+    // Other APIs get the JSON-object check alone: the gateway reads none of their fields.
+    assert_eq!(code(ApiKind::Other, br#"{"To":"a","To":"b"}"#), 0);
+}
+
+#[test]
+fn a_huge_repeated_key_is_named_shortened() {
+    let key = "\u{4e2d}".repeat(1000); // 3000 bytes
+    let body = format!(r#"{{"GroupId":"g","{key}":1,"{key}":2}}"#);
+    let shown = info(GET, body.as_bytes());
+    assert!(shown.len() < 200, "{shown}");
+    assert!(shown.starts_with("key \"\u{4e2d}\u{4e2d}"), "{shown}");
+}
+
 #[test]
 fn unknown_fields_pass_untouched() {
     let body =

@@ -172,6 +172,48 @@ fn check_config_lists_every_problem_by_key() {
 }
 
 #[test]
+fn the_fallback_share_and_in_flight_bound_come_from_the_environment_in_either_form() {
+    let check = |share: &str| {
+        run(timgate()
+            .arg("check-config")
+            .env("TIMGATE__TENCENT__SDKAPPID", "1400000000")
+            .env("TIMGATE__TENCENT__SECRET_KEY", "k")
+            .env("TIMGATE__LIMITS__FALLBACK_SHARE", share)
+            .env("TIMGATE__LIMITS__MAX_IN_FLIGHT_PER_API", "25"))
+    };
+    for (share, shown) in [("auto", "auto"), ("0.5", "0.5"), ("1", "1")] {
+        let output = check(share);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{share}: {}",
+            stderr(&output)
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains(&format!("fallback_share {shown}  max_in_flight_per_api 25")),
+            "{share}: {text}"
+        );
+    }
+    for (share, why) in [
+        (
+            "half",
+            "\"half\" is neither \"auto\" nor a number in (0, 1]",
+        ),
+        ("1.5", "1.5 is outside (0, 1]"),
+        ("0", "0 is outside (0, 1]"),
+    ] {
+        let output = check(share);
+        assert_eq!(output.status.code(), Some(64), "{share}");
+        let text = stderr(&output);
+        assert!(
+            text.contains(&format!("  limits.fallback_share: {why}")),
+            "{share}: {text}"
+        );
+    }
+}
+
+#[test]
 fn usersig_prints_a_sig_made_from_the_secret_key_file() {
     let dir = tempfile::tempdir().expect("dir");
     let key_file = dir.path().join("secret");

@@ -24,21 +24,77 @@ use serde_json::{Value, json};
 
 use exposition::Scrape;
 use queries::{as_promql, dashboard, dashboard_exprs, metric_names};
+use support::{Client, Gateway, base_toml, tls_emulator};
+use timgate::emulator::EmulatorConfig;
 use tools::{promtool, promtool_ok, pyyaml, root, yaml};
+
+/// The metrics a gateway exports only with `limits.backend = "redis"`.
+const LIMITER_METRICS: [&str; 3] = [
+    "timgate_limiter_backend_up",
+    "timgate_limiter_fallback_total",
+    "timgate_limiter_replicas",
+];
+
+/// A gateway whose Redis limiter points at a closed port, so that it paces on its fallback share.
+async fn start_without_redis() -> (Gateway, timgate::emulator::Emulator) {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let redis = "[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n";
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), redis]).await;
+    (gateway, emulator)
+}
+
+async fn admin_get(gateway: &Gateway, path: &str) -> (u16, String) {
+    let answer = Client::new()
+        .get(&format!("http://{}{path}", gateway.admin))
+        .await;
+    let body = String::from_utf8(answer.body.to_vec()).expect("utf-8");
+    (answer.status.as_u16(), body)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_scenario_reads_back_exactly_and_its_exposition_is_clean() {
     let scrape = Scrape::new(scenario::run().await);
     scenario::assert_counters(&scrape);
-    queries_name_only_exported_metrics(&scrape);
+    let (gateway, _emulator) = start_without_redis().await;
+    let shared = Scrape::new(admin_get(&gateway, "/metrics").await.1);
+    gateway.shutdown().await;
+    queries_name_only_exported_metrics(&scrape, &shared);
     if promtool() {
         promtool_ok(&["check", "metrics"], scrape.text.as_bytes());
+        promtool_ok(&["check", "metrics"], shared.text.as_bytes());
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_away_the_gateway_is_ready_says_degraded_and_exports_the_limiter_metrics() {
+    let (gateway, _emulator) = start_without_redis().await;
+    let (status, body) = admin_get(&gateway, "/readyz").await;
+    assert_eq!(status, 200, "the fallback share serves: {body}");
+    assert_eq!(body, r#"{"status":"ready","limiter":"degraded"}"#);
+    let (_, text) = admin_get(&gateway, "/metrics").await;
+    let scrape = Scrape::new(text);
+    assert_eq!(scrape.get("timgate_limiter_backend_up", &[]), 0);
+    assert!(scrape.find("timgate_limiter_fallback_total", &[]).is_some());
+    assert_eq!(scrape.get("timgate_limiter_replicas", &[]), 1);
+    gateway.shutdown().await;
+
+    // The local backend: nothing shared to be up or away, so neither the body nor /metrics
+    // speaks of a limiter.
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls))]).await;
+    assert_eq!(
+        admin_get(&gateway, "/readyz").await,
+        (200, r#"{"status":"ready"}"#.to_string())
+    );
+    let (_, text) = admin_get(&gateway, "/metrics").await;
+    assert!(!text.contains("timgate_limiter_"), "{text}");
+    gateway.shutdown().await;
+}
+
 /// Every `timgate_*` name the dashboard's queries and variables and the alert rules use is in the
-/// scrape (histogram suffixes aside).
-fn queries_name_only_exported_metrics(scrape: &Scrape) {
+/// scrape (histogram suffixes aside); the limiter's, which only a Redis-backed gateway exports,
+/// in `shared`'s.
+fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape) {
     let mut used = BTreeMap::<String, &str>::new();
     let template = dashboard()["templating"].to_string();
     let rules = std::fs::read_to_string(root().join("deploy/prometheus/rules.yml")).expect("rules");
@@ -52,8 +108,14 @@ fn queries_name_only_exported_metrics(scrape: &Scrape) {
         }
     }
     for (name, source) in &used {
+        let by = if LIMITER_METRICS.contains(&name.as_str()) {
+            assert!(!scrape.exports(name), "{name} without Redis");
+            shared
+        } else {
+            scrape
+        };
         assert!(
-            scrape.exports(name),
+            by.exports(name),
             "{source} uses {name}, which is not exported"
         );
     }

@@ -30,6 +30,20 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
+/// Every replica's /readyz answers 200 and names the limiter's state.
+async fn assert_readyz(gateways: &[Gateway], limiter: &str) {
+    for gateway in gateways {
+        let answer = Client::new()
+            .get(&format!("http://{}/readyz", gateway.admin))
+            .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.json(),
+            json!({"status": "ready", "limiter": limiter})
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_one_budget_fall_back_and_come_back() {
     let Some(mut redis) = Redis::start() else {
@@ -50,6 +64,7 @@ async fn three_replicas_share_one_budget_fall_back_and_come_back() {
             .all(|g| g.metrics.limiter_backend_up.get() == 1)
     };
     until("every replica shares the Redis budget", || up(&gateways)).await;
+    assert_readyz(&gateways, "shared").await;
 
     let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let stop_at = Instant::now() + Duration::from_secs(14);
@@ -93,6 +108,8 @@ async fn three_replicas_share_one_budget_fall_back_and_come_back() {
             .all(|g| g.metrics.limiter_backend_up.get() == 0)
     })
     .await;
+    // Still ready: the fallback share keeps serving; the body says so.
+    assert_readyz(&gateways, "degraded").await;
     let fallback_from = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
     redis.resume().expect("redis restarts");

@@ -139,6 +139,17 @@ proptest! {
             prop_assert!(outcome.is_ok(), "{kind:?} accepted by the gateway, refused by the emulator: {outcome:?} {payload}");
         }
     }
+
+    #[test]
+    fn a_top_level_key_given_twice_is_refused_whatever_else_the_body_holds(payload in payload(), copy in group_id()) {
+        // A second GroupId ahead of the first: every attribute API must refuse, never pick one.
+        let body = payload.to_string();
+        let body = format!("{{\"GroupId\":{copy},{}", &body[1..]);
+        for kind in KINDS.into_iter().filter(|k| *k != ApiKind::Other) {
+            let refused = validate(kind, body.as_bytes());
+            prop_assert_eq!(refused.map_err(|e| e.reason()), Err("duplicate_key"), "{:?} {}", kind, body);
+        }
+    }
 }
 
 /// Guards the properties above against a generator that drifted to one side: modify payloads must

@@ -196,3 +196,88 @@ async fn error_info_names_the_field_its_size_and_the_limit() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_key_repeated_in_an_object_the_gateway_reads_is_refused_and_never_forwarded() {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls))]).await;
+    let client = Client::new();
+    let modify = "group_open_http_svc/modify_group_attr";
+    let set = "group_open_http_svc/set_group_attr";
+    let delete = "group_open_http_svc/delete_group_attr";
+    let get = "group_open_attr_http_svc/get_group_attr";
+    let clear = "group_open_http_svc/clear_group_attr";
+    // Each would pass every rule if only one copy were read: the validator and the pacer read
+    // one, Tencent may read the other.
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            modify,
+            r#"{"GroupId":"@TGS#hot","GroupId":"@TGS#a1","GroupAttr":[{"key":"k","value":"v"}]}"#,
+            r#"key "GroupId" appears twice in the body"#,
+        ),
+        (
+            set,
+            r#"{"GroupId":"g","GroupAttr":[{"key":"k","value":"v"}],"GroupAttr":[{"key":"k","value":"w"}]}"#,
+            r#"key "GroupAttr" appears twice in the body"#,
+        ),
+        (
+            modify,
+            r#"{"GroupId":"g","GroupAttr":[{"key":"a","value":"v"},{"key":"k","value":"v","value":"w"}]}"#,
+            r#"key "value" appears twice in GroupAttr[1]"#,
+        ),
+        (
+            delete,
+            r#"{"GroupId":"g","GroupAttr":[{"key":"a","key":"b"}]}"#,
+            r#"key "key" appears twice in GroupAttr[0]"#,
+        ),
+        (
+            get,
+            r#"{"GroupId":"a","Group\u0049d":"b"}"#,
+            r#"key "GroupId" appears twice in the body"#,
+        ),
+        (
+            clear,
+            r#"{"GroupId":"g","Extra":1,"Extra":2}"#,
+            r#"key "Extra" appears twice in the body"#,
+        ),
+    ];
+    for (api, body, info) in cases {
+        let answer = client.post(&gateway.url(api), body.to_string()).await;
+        assert_eq!(answer.status, 200, "{api} {body}");
+        assert_eq!(answer.reason(), Some("duplicate_key"), "{api} {body}");
+        assert_eq!(answer.code(), 10004, "{api} {body}");
+        assert_eq!(answer.json()["ActionStatus"], "FAIL");
+        let shown = answer.json()["ErrorInfo"]
+            .as_str()
+            .expect("info")
+            .to_string();
+        assert!(shown.starts_with(info), "{shown:?} for {body}");
+    }
+    assert_eq!(
+        emulator.state.received(),
+        0,
+        "no body with a repeated key reached the upstream"
+    );
+    let text = String::from_utf8_lossy(
+        &Client::new()
+            .get(&format!("http://{}/metrics", gateway.admin))
+            .await
+            .body,
+    )
+    .into_owned();
+    assert!(
+        text.contains(&format!(
+            "timgate_rejections_total{{reason=\"duplicate_key\"}} {}",
+            cases.len()
+        )),
+        "{text}"
+    );
+
+    // A repeated key in an object the gateway does not read (an unknown field's value) is
+    // forwarded untouched, as every unknown field is.
+    let nested = r#"{"GroupId":"g","Ext":{"x":1,"x":2}}"#;
+    let answer = client.post(&gateway.url(get), nested).await;
+    assert_eq!(answer.reason(), None, "{:?}", answer.json());
+    assert_eq!(emulator.state.received(), 1);
+    gateway.shutdown().await;
+}

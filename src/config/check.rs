@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::known;
 use super::raw::{RawConfig, RawTencent};
-use super::redact::{self, Secrets};
+use super::redact::Secrets;
 use super::*;
+use super::{known, limits};
 use crate::tencent::catalogue;
 
 /// What is wrong with a configuration: one line per problem, each starting with the key.
@@ -43,13 +43,15 @@ impl std::error::Error for ConfigError {}
 
 /// Collects problems while checking.
 #[derive(Default)]
-struct Problems(Vec<String>);
+pub(super) struct Problems(Vec<String>);
 
 impl Problems {
-    fn add(&mut self, key: &str, why: impl std::fmt::Display) {
+    /// Adds a problem with `key`.
+    pub(super) fn add(&mut self, key: &str, why: impl std::fmt::Display) {
         self.0.push(format!("{key}: {why}"));
     }
 
+    /// An `IP:port`, or a problem with `key`.
     fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse().unwrap_or_else(|_| {
             self.add(
@@ -60,14 +62,16 @@ impl Problems {
         })
     }
 
-    fn positive(&mut self, key: &str, value: u64) -> u64 {
+    /// `value`, with a problem with `key` when it is 0.
+    pub(super) fn positive(&mut self, key: &str, value: u64) -> u64 {
         if value == 0 {
             self.add(key, "must be greater than 0");
         }
         value
     }
 
-    fn share(&mut self, key: &str, value: f64, zero_ok: bool) -> f64 {
+    /// `value`, with a problem with `key` when it is outside (0, 1] (or [0, 1] when `zero_ok`).
+    pub(super) fn share(&mut self, key: &str, value: f64, zero_ok: bool) -> f64 {
         let low_ok = if zero_ok { value >= 0.0 } else { value > 0.0 };
         if !(low_ok && value <= 1.0) {
             let range = if zero_ok { "[0, 1]" } else { "(0, 1]" };
@@ -124,57 +128,7 @@ impl RawConfig {
                 self.upstream.request_timeout_ms,
             )),
         };
-        let l = &self.limits;
-        let backend = match l.backend.as_str() {
-            "local" => Backend::Local,
-            "redis" if l.redis_url.is_empty() => {
-                p.add(
-                    "limits.redis_url",
-                    "required when limits.backend = \"redis\"",
-                );
-                Backend::Local
-            }
-            "redis" => {
-                match redis::IntoConnectionInfo::into_connection_info(l.redis_url.as_str()) {
-                    Ok(_) => Backend::Redis(l.redis_url.clone()),
-                    Err(e) => {
-                        let shown = redact::redis_url(&l.redis_url);
-                        p.add("limits.redis_url", format!("{shown:?} cannot be used: {e}"));
-                        Backend::Local
-                    }
-                }
-            }
-            other => {
-                p.add(
-                    "limits.backend",
-                    format!("{other:?} is not one of \"local\", \"redis\""),
-                );
-                Backend::Local
-            }
-        };
-        if l.redis_prefix.is_empty() || l.redis_prefix.contains(['{', '}', ' ']) {
-            p.add(
-                "limits.redis_prefix",
-                "must be non-empty, without spaces or braces",
-            );
-        }
-        let limits = LimitsConfig {
-            backend,
-            redis_prefix: l.redis_prefix.clone(),
-            fallback_share: p.share("limits.fallback_share", l.fallback_share, false),
-            app_per_second: p.positive("limits.app_per_second", l.app_per_second.into()) as u32,
-            group_writes_per_second: p.positive(
-                "limits.group_writes_per_second",
-                l.group_writes_per_second.into(),
-            ) as u32,
-            window_guard: ms(l.window_guard_ms),
-            max_queue_per_group: p
-                .positive("limits.max_queue_per_group", l.max_queue_per_group.into())
-                as usize,
-            max_queued: p.positive("limits.max_queued", l.max_queued.into()) as usize,
-            max_wait: ms(p.positive("limits.max_wait_ms", l.max_wait_ms)),
-            coalesce: l.coalesce,
-        };
+        let limits = limits::check(&self.limits, &mut p);
         let r = &self.retry;
         let retry = RetryConfig {
             max_attempts: p.positive("retry.max_attempts", r.max_attempts.into()) as u32,

@@ -3,6 +3,7 @@
 
 mod check;
 mod known;
+mod limits;
 mod raw;
 pub mod redact;
 mod source_error;
@@ -148,6 +149,17 @@ impl std::fmt::Debug for Backend {
     }
 }
 
+/// `limits.fallback_share`: the share of each limit a replica keeps to while the shared (Redis)
+/// budget is away, so that the replicas together stay within Tencent's limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Share {
+    /// `"auto"`: one over the replicas last seen alive in the shared budget
+    /// (`timgate_limiter_replicas`), so that it follows the replica count without a config change.
+    Auto,
+    /// A fixed share, in (0, 1]: `1 / replicas` for a fixed replica count.
+    Fixed(f64),
+}
+
 /// `[limits]`, checked.
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
@@ -155,8 +167,11 @@ pub struct LimitsConfig {
     pub backend: Backend,
     /// Key prefix in Redis (the sdkappid follows it).
     pub redis_prefix: String,
-    /// Share of each limit kept when Redis is down, in (0, 1].
-    pub fallback_share: f64,
+    /// Share of each limit kept when Redis is down.
+    pub fallback_share: Share,
+    /// Upstream requests in flight at once per API at most; 0 means derived from the API's rate
+    /// (`app_per_second`: one second's worth of calls).
+    pub max_in_flight_per_api: u32,
     /// Calls per second per API.
     pub app_per_second: u32,
     /// Attribute writes per second per group.

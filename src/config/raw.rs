@@ -111,8 +111,10 @@ pub struct RawLimits {
     pub redis_url: String,
     /// Key prefix in Redis.
     pub redis_prefix: String,
-    /// Share of each limit a replica keeps when Redis is down.
-    pub fallback_share: f64,
+    /// Share of each limit a replica keeps when Redis is down: a number, or `"auto"`.
+    pub fallback_share: RawShare,
+    /// Upstream requests in flight at once per API; 0 derives it from `app_per_second`.
+    pub max_in_flight_per_api: u32,
     /// Calls per second per API.
     pub app_per_second: u32,
     /// Attribute writes per second per group.
@@ -127,6 +129,49 @@ pub struct RawLimits {
     pub max_wait_ms: u64,
     /// Merge queued `modify_group_attr` writes of one group into one upstream call.
     pub coalesce: bool,
+}
+
+/// `limits.fallback_share` as written: a number (TOML, or a variable the config crate parsed), or
+/// text (`"auto"`, a number in quotes, or a mistake). Whether it is usable is `check`'s to say,
+/// so that a mistake is reported naming the key and the accepted forms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawShare {
+    /// A number.
+    Number(f64),
+    /// A string.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawShare {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ShareVisitor;
+
+        impl serde::de::Visitor<'_> for ShareVisitor {
+            type Value = RawShare;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number in (0, 1] or \"auto\"")
+            }
+
+            fn visit_f64<E>(self, v: f64) -> Result<RawShare, E> {
+                Ok(RawShare::Number(v))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<RawShare, E> {
+                Ok(RawShare::Number(v as f64))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> Result<RawShare, E> {
+                Ok(RawShare::Number(v as f64))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<RawShare, E> {
+                Ok(RawShare::Text(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ShareVisitor)
+    }
 }
 
 /// `[retry]`: how failed attempts are retried.

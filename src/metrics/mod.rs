@@ -67,11 +67,14 @@ pub struct Metrics {
     pub queued_requests: IntGaugeVec,
     /// Groups whose pacing state is in memory.
     pub active_groups: IntGauge,
-    /// 1 while the configured limiter backend serves (always, for `local`); 0 in fallback.
+    /// 1 while the shared (Redis) limiter serves, 0 while this replica paces on its fallback
+    /// share. Exported only once [`Metrics::register_limiter`] is called (the Redis backend).
     pub limiter_backend_up: IntGauge,
     /// Times a replica fell back from the shared backend to its local share of the limits.
+    /// Exported only with the Redis backend.
     pub limiter_fallback: prometheus::IntCounter,
-    /// Replicas last seen alive in the shared Redis budget; the fallback share is 1/this.
+    /// Replicas last seen alive in the shared Redis budget; `limits.fallback_share = "auto"` is
+    /// one over this. Exported only with the Redis backend.
     pub limiter_replicas: IntGauge,
     /// Requests answered with an upstream call they shared with at least one other request
     /// (coalescing): every member of a batch of two or more.
@@ -154,22 +157,27 @@ impl Metrics {
             IntGauge::new("active_groups", "Groups whose pacing state is in memory.")
                 .expect("static");
         r.register(Box::new(active_groups.clone())).expect("unique");
+        // Made here but registered by `register_limiter`: with the local backend there is no
+        // shared limiter to be up or down, and a constant 1 would only look like one.
         let limiter_backend_up = IntGauge::new(
             "limiter_backend_up",
-            "1 while the configured limiter backend serves; 0 in fallback.",
+            "1 while the shared (Redis) limiter serves; 0 while this replica paces on its fallback share.",
         )
         .expect("static");
-        r.register(Box::new(limiter_backend_up.clone()))
-            .expect("unique");
-        // The local backend cannot fail; the Redis backend lowers this while Redis is away.
+        // The Redis backend lowers this until its first connection, and while Redis is away.
         limiter_backend_up.set(1);
         let limiter_fallback = prometheus::IntCounter::new(
             "limiter_fallback_total",
             "Times the shared limiter backend failed and local shares took over.",
         )
         .expect("static");
-        r.register(Box::new(limiter_fallback.clone()))
-            .expect("unique");
+        let limiter_replicas = IntGauge::new(
+            "limiter_replicas",
+            "Replicas last seen alive in the shared Redis budget; the fallback share is 1/this.",
+        )
+        .expect("static");
+        // This replica, until others are seen: "auto" then keeps the whole limit.
+        limiter_replicas.set(1);
         let rejections = counter(
             r,
             "rejections_total",
@@ -285,11 +293,7 @@ impl Metrics {
             active_groups,
             limiter_backend_up,
             limiter_fallback,
-            limiter_replicas: IntGauge::new(
-                "limiter_replicas",
-                "Replicas last seen alive in the shared Redis budget; the fallback share is 1/this.",
-            )
-            .expect("static"),
+            limiter_replicas,
             coalesced_requests,
             coalesce_batch_size,
             build_info,
@@ -301,6 +305,23 @@ impl Metrics {
             metrics.throttles.with_label_values(&[lane]);
         }
         metrics
+    }
+
+    /// Exports the shared limiter's metrics (`timgate_limiter_backend_up`,
+    /// `timgate_limiter_fallback_total`, `timgate_limiter_replicas`): called by the pacer when
+    /// `limits.backend = "redis"`, so that a local gateway has none. Calling it again does nothing.
+    pub fn register_limiter(&self) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 3] = [
+            Box::new(self.limiter_backend_up.clone()),
+            Box::new(self.limiter_fallback.clone()),
+            Box::new(self.limiter_replicas.clone()),
+        ];
+        for collector in collectors {
+            let registered = self.registry.register(collector);
+            if !matches!(registered, Err(prometheus::Error::AlreadyReg)) {
+                registered.expect("static metric definitions with unique names");
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::lanes::{LaneSettings, Lanes};
 use super::shared::{self, Mode, Reserved, Shared};
 use super::{Pacer, sleep_until};
-use crate::config::{Backend, LimitsConfig};
+use crate::config::{Backend, LimitsConfig, Share};
 use crate::error::Error;
 
 /// A replica that has never seen the others (Redis away since it started) takes this share:
@@ -75,8 +75,10 @@ pub(super) fn share(limits: &LimitsConfig, replicas: usize) -> f64 {
 
 /// The configured share, `None` for "auto".
 fn configured_share(limits: &LimitsConfig) -> Option<f64> {
-    // TEMP until the config parses "auto": 1.0 reads as auto.
-    Some(limits.fallback_share).filter(|&s| s < 1.0)
+    match limits.fallback_share {
+        Share::Auto => None,
+        Share::Fixed(share) => Some(share),
+    }
 }
 
 /// The local lanes' settings: the full limits for the local backend; with Redis, `share` of
@@ -90,7 +92,13 @@ pub(super) fn lane_settings(limits: &LimitsConfig, share: f64) -> LaneSettings {
         limits.max_queue_per_group,
         limits.max_queued,
     );
-    settings.max_in_flight = scaled(limits.app_per_second) as usize;
+    // One second's worth of calls unless set: what a stalled upstream releases at once is then
+    // at most the limit. With Redis, each replica flies its share of it.
+    let in_flight = match limits.max_in_flight_per_api {
+        0 => limits.app_per_second,
+        set => set,
+    };
+    settings.max_in_flight = scaled(in_flight) as usize;
     settings
 }
 

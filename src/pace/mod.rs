@@ -82,6 +82,7 @@ impl Pacer {
         let shared = match &limits.backend {
             Backend::Local => None,
             Backend::Redis(url) => {
+                metrics.register_limiter();
                 let window = full_settings(limits, 1.0).send_window;
                 let shared =
                     Shared::new(url, &limits.redis_prefix, sdkappid, window, metrics.clone());

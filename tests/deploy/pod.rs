@@ -159,9 +159,10 @@ fn run_check_config(
     listeners
 }
 
-/// With Redis, each replica's fallback share times the replicas stays within Tencent's limits.
+/// With Redis, each replica's fallback share times the replicas stays within Tencent's limits:
+/// `"auto"` is one over the replicas seen alive, a number is checked against `replicas`.
 fn check_fallback(config: &Value, replicas: u64, p: &mut impl FnMut(String)) {
-    if config["limits"]["backend"] != "redis" {
+    if config["limits"]["backend"] != "redis" || config["limits"]["fallback_share"] == "auto" {
         return;
     }
     let share = config["limits"]["fallback_share"].as_f64().unwrap_or(1.0);
