@@ -223,6 +223,23 @@ impl Pacer {
                 Ok(head) => Some(head),
                 Err(stop) => return Some(Err(stop.into_error(false))),
             };
+            if let Some(until) = shared.held_until() {
+                // A stall's fence: ask once it has passed.
+                if until > self.cutoff(deadline) {
+                    let busy = Error::AppBusy {
+                        retry_after: until.saturating_duration_since(Instant::now()),
+                        full: false,
+                    };
+                    return Some(Err(self.too_late(deadline, busy)));
+                }
+                let waited = self
+                    .bounded(std::pin::pin!(sleep_until(until)), deadline)
+                    .await;
+                if let Err(stop) = waited {
+                    return Some(Err(stop.into_error(false)));
+                }
+                continue;
+            }
             let epoch = shared.mode().epoch;
             // Read each time: a reload may have changed the limits.
             let full = self.lanes().full;
@@ -241,6 +258,10 @@ impl Pacer {
                     // known closely enough: leave it unused and ask again.
                     tracing::debug!(api = &**api, "Shared slot answered too late to use.");
                     let _ = wait;
+                    continue;
+                }
+                Reserved::At(wait) if shared.held_until().is_some_and(|u| asked + wait < u) => {
+                    // A stall began while it was asked for: the slot lies inside its fence.
                     continue;
                 }
                 Reserved::At(wait) => {

@@ -77,6 +77,8 @@ pub struct Shared {
     heads: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
     /// When a stall last raised the fence.
     stall_fenced: Mutex<Option<Instant>>,
+    /// No shared slot before this (a stall's fence, as this replica keeps it).
+    held: Mutex<Option<Instant>>,
     metrics: Metrics,
 }
 
@@ -125,6 +127,7 @@ impl Shared {
             replicas: AtomicUsize::new(0),
             heads: Mutex::new(HashMap::new()),
             stall_fenced: Mutex::new(None),
+            held: Mutex::new(None),
             metrics,
         })
     }
@@ -138,6 +141,15 @@ impl Shared {
     pub fn set_window(&self, window: Duration) {
         self.window
             .store(window.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Until when a stall holds this replica's shared slots back, if it does now.
+    pub fn held_until(&self) -> Option<Instant> {
+        let held = *self
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.filter(|&until| until > Instant::now())
     }
 
     /// Where the budget stands now.
@@ -226,7 +238,15 @@ impl Shared {
             if fenced.is_some_and(|at| sent <= at) {
                 return;
             }
-            *fenced = Some(Instant::now());
+            let now = Instant::now();
+            *fenced = Some(now);
+            // Here too, not only in Redis: a slot this replica asks for before the fence reaches
+            // Redis must not be used either.
+            *self
+                .held
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some(now + Duration::from_micros(self.window.load(Ordering::SeqCst)));
         }
         self.mode.send_modify(|mode| mode.epoch += 1);
         let this = self.clone();
