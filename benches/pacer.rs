@@ -278,19 +278,10 @@ async fn redis() {
         .local_addr()
         .expect("addr")
         .port();
-    let Ok(mut server) = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    let Ok(mut server) =
+        timgate::loadgen::procs::redis_server(std::path::Path::new("redis-server"), port)
+            .stdout(std::process::Stdio::null())
+            .spawn()
     else {
         println!("redis: skipped, redis-server not found");
         return;

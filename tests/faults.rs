@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::redis::Redis;
-use support::{Gateway, base_toml, emulator};
+use support::{Gateway, base_toml, emulator_apart};
 use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::loadgen::offer::{self as load, MODIFY};
 use tokio::time::Instant;
@@ -95,10 +95,33 @@ fn assert_held(emulator: &Emulator, answers: &load::Answers) {
     assert!(answers.ok > 1000, "the replicas kept serving");
 }
 
+/// Offers `rate` writes a second to `gateways` for `span` while `fault` runs, then checks that
+/// the emulator never saw more than the limit in a second and every caller got its answer, and
+/// that replicas sharing a budget are back to sharing.
+async fn hold_through(
+    what: &str,
+    emulator: &Emulator,
+    gateways: Vec<Gateway>,
+    (rate, span): (u32, Duration),
+    fault: impl std::future::Future<Output = ()>,
+    shared: bool,
+) {
+    let (answers, ()) = tokio::join!(offer(&gateways, rate, span), fault);
+    report(what, emulator, &answers);
+    assert_held(emulator, &answers);
+    for gateway in gateways {
+        if shared {
+            let up = gateway.metrics.limiter_backend_up.get();
+            assert_eq!(up, 1, "back to sharing");
+        }
+        gateway.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_hold_the_limit_while_redis_freezes_and_thaws_under_a_backlog() {
     let Some(redis) = Redis::start() else { return };
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let emulator = emulator_apart(EmulatorConfig::demo());
     let gateways = replicas(2, &emulator, &redis).await;
     let fault = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -106,17 +129,16 @@ async fn two_replicas_hold_the_limit_while_redis_freezes_and_thaws_under_a_backl
         tokio::time::sleep(Duration::from_secs(5)).await;
         redis.thaw();
     };
-    let (answers, ()) = tokio::join!(offer(&gateways, 340, Duration::from_secs(12)), fault);
-    report("redis frozen 5 s, 2 replicas", &emulator, &answers);
-    assert_held(&emulator, &answers);
-    for gateway in gateways {
-        assert_eq!(
-            gateway.metrics.limiter_backend_up.get(),
-            1,
-            "back to sharing"
-        );
-        gateway.shutdown().await;
-    }
+    let load = (340, Duration::from_secs(12));
+    hold_through(
+        "redis frozen 5 s, 2 replicas",
+        &emulator,
+        gateways,
+        load,
+        fault,
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +146,7 @@ async fn three_replicas_hold_the_limit_while_redis_restarts_empty_under_a_backlo
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let emulator = emulator_apart(EmulatorConfig::demo());
     let gateways = replicas(3, &emulator, &redis).await;
     let fault = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -132,48 +154,48 @@ async fn three_replicas_hold_the_limit_while_redis_restarts_empty_under_a_backlo
         tokio::time::sleep(Duration::from_secs(5)).await;
         redis.resume().expect("redis restarts");
     };
-    let (answers, ()) = tokio::join!(offer(&gateways, 340, Duration::from_secs(12)), fault);
-    report("redis killed 5 s, 3 replicas", &emulator, &answers);
-    assert_held(&emulator, &answers);
-    for gateway in gateways {
-        assert_eq!(
-            gateway.metrics.limiter_backend_up.get(),
-            1,
-            "back to sharing"
-        );
-        gateway.shutdown().await;
-    }
+    let load = (340, Duration::from_secs(12));
+    hold_through(
+        "redis killed 5 s, 3 replicas",
+        &emulator,
+        gateways,
+        load,
+        fault,
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upstream_releasing_everything_at_once_stays_within_the_limit() {
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
-    let gateway = Gateway::start(&[&base_toml(emulator.addr, None)]).await;
-    let gateways = [gateway];
+    let emulator = emulator_apart(EmulatorConfig::demo());
+    let gateways = vec![Gateway::start(&[&base_toml(emulator.addr, None)]).await];
     let fault = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         emulator.state.stall(Duration::from_secs(8));
     };
-    let (answers, ()) = tokio::join!(offer(&gateways, 250, Duration::from_secs(14)), fault);
-    report("upstream stalled 8 s", &emulator, &answers);
-    assert_held(&emulator, &answers);
-    let [gateway] = gateways;
-    gateway.shutdown().await;
+    let load = (250, Duration::from_secs(14));
+    hold_through(
+        "upstream stalled 8 s",
+        &emulator,
+        gateways,
+        load,
+        fault,
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_a_budget_hold_the_limit_through_an_upstream_stall() {
     let Some(redis) = Redis::start() else { return };
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let emulator = emulator_apart(EmulatorConfig::demo());
     let gateways = replicas(2, &emulator, &redis).await;
     let fault = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         emulator.state.stall(Duration::from_secs(8));
     };
-    let (answers, ()) = tokio::join!(offer(&gateways, 250, Duration::from_secs(14)), fault);
-    report("upstream stalled 8 s, 2 replicas", &emulator, &answers);
-    assert_held(&emulator, &answers);
-    for gateway in gateways {
-        gateway.shutdown().await;
-    }
+    let load = (250, Duration::from_secs(14));
+    let what = "upstream stalled 8 s, 2 replicas";
+    hold_through(what, &emulator, gateways, load, fault, true).await;
 }

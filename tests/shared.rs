@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::redis::Redis;
-use support::{Client, Gateway, base_toml, emulator};
+use support::{Client, Gateway, base_toml, emulator_apart};
 use timgate::emulator::{EmulatorConfig, Record};
 use tokio::time::Instant;
 
@@ -49,7 +49,7 @@ async fn three_replicas_share_one_budget_fall_back_and_come_back() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let emulator = emulator_apart(EmulatorConfig::demo());
     let shared = format!(
         "[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\nfallback_share = 0.33\n",
         redis.port

@@ -10,8 +10,9 @@ use timgate::app::App;
 use timgate::config::Config;
 use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
 use timgate::loadgen::offer::{self, MODIFY};
-use timgate::loadgen::procs::{Proc, Workdir, free_addr};
+use timgate::loadgen::procs::{Proc, Workdir, free_addr, redis_server};
 use timgate::loadgen::stack::which;
+use timgate::loadgen::stats::max_in_window;
 use tokio::time::Instant;
 
 use crate::report::Out;
@@ -112,7 +113,7 @@ pub struct Row {
     pub clear: Duration,
 }
 
-async fn one(scenario: &Scenario, redis_server: &std::path::Path) -> Result<Row, String> {
+async fn one(scenario: &Scenario, redis_program: &std::path::Path) -> Result<Row, String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -124,17 +125,7 @@ async fn one(scenario: &Scenario, redis_server: &std::path::Path) -> Result<Row,
     let dir = Workdir::new("faults")?;
     let redis_addr = free_addr()?;
     let start_redis = || {
-        let mut command = std::process::Command::new(redis_server);
-        command.args([
-            "--port",
-            &redis_addr.port().to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]);
+        let command = redis_server(redis_program, redis_addr.port());
         Proc::spawn("redis-server", command, &dir.path.join("redis.log"))
     };
     let mut redis = if scenario.redis {
@@ -224,7 +215,7 @@ async fn one(scenario: &Scenario, redis_server: &std::path::Path) -> Result<Row,
     let row = Row {
         name: scenario.name,
         rate: scenario.rate,
-        peak: max_in_second(times),
+        peak: max_in_window(times, Duration::from_secs(1)),
         refusals: emulator.state.limit_refusals(),
         ok: answers.ok,
         busy: answers.busy,
@@ -235,18 +226,6 @@ async fn one(scenario: &Scenario, redis_server: &std::path::Path) -> Result<Row,
     };
     emulator.shutdown().await;
     Ok(row)
-}
-
-fn max_in_second(mut times: Vec<Instant>) -> usize {
-    times.sort();
-    let (mut best, mut lo) = (0, 0);
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= Duration::from_secs(1) {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
 }
 
 async fn wait_port(addr: std::net::SocketAddr) -> Result<(), String> {

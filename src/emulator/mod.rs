@@ -156,9 +156,6 @@ impl Service {
             let per_group = req.uri().query() == Some("groups=1");
             return Ok(plain_json(StatusCode::OK, self.state.stats_json(per_group)));
         }
-        if req.method() == Method::POST && path == "/_emulator/stall" {
-            return Ok(self.stall_from_query(req.uri().query().unwrap_or("")));
-        }
         let Some(api) = path.strip_prefix("/v4/").map(str::to_string) else {
             return Ok(plain_json(
                 StatusCode::NOT_FOUND,
@@ -187,23 +184,6 @@ impl Service {
             return held.await.unwrap_or(Err(Abort));
         }
         self.answer(call).await
-    }
-
-    /// `POST /_emulator/stall?ms=N`: hold every call arriving in the next N ms until then.
-    fn stall_from_query(&self, query: &str) -> Response<Body> {
-        match parse_query(query)
-            .get("ms")
-            .and_then(|ms| ms.parse::<u64>().ok())
-        {
-            Some(ms) => {
-                self.state.stall(Duration::from_millis(ms));
-                plain_json(StatusCode::OK, r#"{"stalled":true}"#)
-            }
-            None => plain_json(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"give ms=<milliseconds>"}"#,
-            ),
-        }
     }
 
     /// Checks, records and answers one call now.

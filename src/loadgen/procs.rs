@@ -125,6 +125,23 @@ impl Drop for Proc {
     }
 }
 
+/// `program` (a redis-server) on 127.0.0.1:`port`, keeping nothing on disk (no RDB, no AOF):
+/// the benchmarks' and tests' own Redis.
+pub fn redis_server(program: &Path, port: u16) -> Command {
+    let mut command = Command::new(program);
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    command
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released: good enough for a benchmark).
 pub fn free_addr() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;

@@ -116,6 +116,23 @@ pub struct Summary {
     pub statuses: BTreeMap<String, u64>,
 }
 
+/// The most of `times` (instants, or offsets from a start) within any half-open window of
+/// `span`: how close a run came to a sliding-window limit.
+pub fn max_in_window<T: Ord + Copy + std::ops::Sub<Output = Duration>>(
+    mut times: Vec<T>,
+    span: Duration,
+) -> usize {
+    times.sort();
+    let (mut best, mut lo) = (0, 0);
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= span {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,40 +65,40 @@ impl Seen {
 /// This replica's share of each limit while Redis is away: `fallback_share` when it is a number;
 /// for "auto", 1 / the replicas last seen alive.
 pub(super) fn share(limits: &LimitsConfig, replicas: usize) -> f64 {
-    match (&limits.backend, configured_share(limits)) {
+    match (&limits.backend, limits.fallback_share) {
         (Backend::Local, _) => 1.0,
-        (Backend::Redis(_), Some(share)) => share,
-        (Backend::Redis(_), None) if replicas == 0 => UNSEEN_SHARE,
-        (Backend::Redis(_), None) => 1.0 / replicas as f64,
+        (Backend::Redis(_), Share::Fixed(share)) => share,
+        (Backend::Redis(_), Share::Auto) if replicas == 0 => UNSEEN_SHARE,
+        (Backend::Redis(_), Share::Auto) => 1.0 / replicas as f64,
     }
 }
 
-/// The configured share, `None` for "auto".
-fn configured_share(limits: &LimitsConfig) -> Option<f64> {
-    match limits.fallback_share {
-        Share::Auto => None,
-        Share::Fixed(share) => Some(share),
-    }
+/// Calls of one API this replica may have in flight: `max_in_flight_per_api`, by default one
+/// second's worth of calls (what a stalled upstream releases at once is then at most the
+/// limit); with Redis, each replica flies its share of it.
+fn in_flight(limits: &LimitsConfig, share: f64) -> usize {
+    let per_api = match limits.max_in_flight_per_api {
+        0 => limits.app_per_second,
+        set => set,
+    };
+    scaled(per_api, share) as usize
+}
+
+fn scaled(limit: u32, share: f64) -> u32 {
+    ((f64::from(limit) * share).floor() as u32).max(1)
 }
 
 /// The local lanes' settings: the full limits for the local backend; with Redis, `share` of
 /// each, which a replica keeps to while Redis is away.
 pub(super) fn lane_settings(limits: &LimitsConfig, share: f64) -> LaneSettings {
-    let scaled = |limit: u32| ((f64::from(limit) * share).floor() as u32).max(1);
     let mut settings = LaneSettings::new(
-        scaled(limits.app_per_second),
-        scaled(limits.group_writes_per_second),
+        scaled(limits.app_per_second, share),
+        scaled(limits.group_writes_per_second, share),
         limits.window_guard,
         limits.max_queue_per_group,
         limits.max_queued,
     );
-    // One second's worth of calls unless set: what a stalled upstream releases at once is then
-    // at most the limit. With Redis, each replica flies its share of it.
-    let in_flight = match limits.max_in_flight_per_api {
-        0 => limits.app_per_second,
-        set => set,
-    };
-    settings.max_in_flight = scaled(in_flight) as usize;
+    settings.max_in_flight = in_flight(limits, share);
     settings
 }
 
@@ -112,7 +112,7 @@ pub(super) fn full_settings(limits: &LimitsConfig, share: f64) -> LaneSettings {
         limits.max_queue_per_group,
         limits.max_queued,
     );
-    settings.max_in_flight = lane_settings(limits, share).max_in_flight;
+    settings.max_in_flight = in_flight(limits, share);
     settings
 }
 
@@ -148,8 +148,11 @@ impl Pacer {
                 down_at: None,
             };
         };
-        let now_seen = Seen::of(shared);
-        let mode = now_seen.mode.unwrap_or_else(|| shared.mode());
+        let mode = shared.mode();
+        let now_seen = Seen {
+            mode: Some(mode),
+            replicas: shared.replicas(),
+        };
         let mut lanes = self.lanes();
         if lanes.seen == now_seen {
             return mode;
@@ -253,11 +256,10 @@ impl Pacer {
                 )
                 .await?;
             let (later, group_later) = match reserved {
-                Reserved::At(wait) if Instant::now() - asked > tolerance(&full) => {
+                Reserved::At(_) if Instant::now() - asked > tolerance(&full) => {
                     // The answer took so long that where the slot lies on this clock is not
                     // known closely enough: leave it unused and ask again.
                     tracing::debug!(api = &**api, "Shared slot answered too late to use.");
-                    let _ = wait;
                     continue;
                 }
                 Reserved::At(wait) if shared.held_until().is_some_and(|u| asked + wait < u) => {

@@ -65,6 +65,45 @@ pub async fn emulator(config: EmulatorConfig, tls: Option<&Tls>) -> Emulator {
     Emulator::spawn(config, listener, tls.map(Tls::server_config))
 }
 
+/// An emulator on a thread and runtime of its own, as Tencent is another machine: however busy
+/// the gateways keep the test's runtime, they cannot delay the moment it sees a call (its limit
+/// windows count that moment). Dereferences to the emulator; dropping it stops both.
+pub struct ApartEmulator {
+    emulator: Emulator,
+    _runtime: oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for ApartEmulator {
+    type Target = Emulator;
+    fn deref(&self) -> &Emulator {
+        &self.emulator
+    }
+}
+
+/// Starts an [`ApartEmulator`] on 127.0.0.1:0, over plain HTTP.
+pub fn emulator_apart(config: EmulatorConfig) -> ApartEmulator {
+    let (ready, started) = std::sync::mpsc::channel();
+    let (runtime, stopped) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the emulator's runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind emulator");
+            let _ = ready.send(Emulator::spawn(config, listener, None));
+            let _ = stopped.await;
+        });
+    });
+    let emulator = started.recv().expect("the emulator starts");
+    ApartEmulator {
+        emulator,
+        _runtime: runtime,
+    }
+}
+
 /// The demo app's emulator over TLS, and the TLS material to trust it.
 pub async fn tls_emulator(config: EmulatorConfig) -> (Emulator, Tls) {
     let tls = Tls::new();
@@ -235,18 +274,5 @@ pub async fn wait_admitted(counter: &prometheus::IntCounter, n: u64) {
     }
 }
 
-/// The most of `times` (instants, or offsets from a start) within any half-open window of `span`.
-pub fn max_in_window<T: Ord + Copy + std::ops::Sub<Output = std::time::Duration>>(
-    mut times: Vec<T>,
-    span: std::time::Duration,
-) -> usize {
-    times.sort();
-    let (mut best, mut lo) = (0, 0);
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= span {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
-}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use timgate::loadgen::stats::max_in_window;

@@ -1,10 +1,12 @@
 //! A redis-server of the test's own on a free port: started, frozen (SIGSTOP), thawed, killed
 //! and restarted on the same port, stopped on drop.
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
+use timgate::loadgen::procs::redis_server;
 
 /// A redis-server process the test controls.
 pub struct Redis {
@@ -41,17 +43,7 @@ impl Redis {
 
     /// Starts it again on the same port, empty (a restart loses every key).
     pub fn resume(&mut self) -> std::io::Result<()> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let child = redis_server(Path::new("redis-server"), self.port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

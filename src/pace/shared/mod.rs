@@ -8,7 +8,7 @@ mod probe;
 mod scripts;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,16 +69,14 @@ pub struct Shared {
     /// One send window (1 s + guard) in microseconds: how long the fence holds shared slots back.
     window: AtomicU64,
     conn: Mutex<Option<ConnectionManager>>,
-    up: AtomicBool,
     mode: watch::Sender<Mode>,
     /// Replicas alive at the last announcement (this one included); 0 before the first.
     replicas: AtomicUsize,
     /// One line per API: only its head asks Redis, so a backlog costs one call per slot.
     heads: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
-    /// When a stall last raised the fence.
+    /// When a stall last raised the fence; this replica keeps that fence itself too, a window
+    /// from then, so that a slot it asks for before the fence reaches Redis is not used either.
     stall_fenced: Mutex<Option<Instant>>,
-    /// No shared slot before this (a stall's fence, as this replica keeps it).
-    held: Mutex<Option<Instant>>,
     metrics: Metrics,
 }
 
@@ -122,19 +120,17 @@ impl Shared {
             announce: redis::Script::new(scripts::ANNOUNCE),
             window: AtomicU64::new(window.as_micros() as u64),
             conn: Mutex::new(None),
-            up: AtomicBool::new(false),
             mode: watch::channel(mode).0,
             replicas: AtomicUsize::new(0),
             heads: Mutex::new(HashMap::new()),
             stall_fenced: Mutex::new(None),
-            held: Mutex::new(None),
             metrics,
         })
     }
 
     /// Whether reservations go to Redis now.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::SeqCst)
+        self.mode.borrow().up
     }
 
     /// A reload changed the guard: the fence holds shared slots back this long from now on.
@@ -145,11 +141,14 @@ impl Shared {
 
     /// Until when a stall holds this replica's shared slots back, if it does now.
     pub fn held_until(&self) -> Option<Instant> {
-        let held = *self
-            .held
+        let fenced = *self
+            .stall_fenced
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        held.filter(|&until| until > Instant::now())
+        let window = Duration::from_micros(self.window.load(Ordering::SeqCst));
+        fenced
+            .map(|at| at + window)
+            .filter(|&until| until > Instant::now())
     }
 
     /// Where the budget stands now.
@@ -225,6 +224,7 @@ impl Shared {
     /// reserves a slot within it, and voids this replica's grants not yet sent (a new epoch), so
     /// none uses a slot reserved before the fence. The other replicas' calls were held too and
     /// do the same as theirs come back.
+    ///
     /// Calls sent before the last such fence are of the stall it answered: they raise nothing.
     pub fn stalled(self: &Arc<Self>, sent: Instant) {
         if !self.is_up() {
@@ -238,15 +238,7 @@ impl Shared {
             if fenced.is_some_and(|at| sent <= at) {
                 return;
             }
-            let now = Instant::now();
-            *fenced = Some(now);
-            // Here too, not only in Redis: a slot this replica asks for before the fence reaches
-            // Redis must not be used either.
-            *self
-                .held
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                Some(now + Duration::from_micros(self.window.load(Ordering::SeqCst)));
+            *fenced = Some(Instant::now());
         }
         self.mode.send_modify(|mode| mode.epoch += 1);
         let this = self.clone();
@@ -256,11 +248,15 @@ impl Shared {
     }
 
     fn down<T>(&self, why: &str) -> Option<T> {
-        if self.up.swap(false, Ordering::SeqCst) {
-            self.mode.send_modify(|mode| {
+        let went_down = self.mode.send_if_modified(|mode| {
+            let was_up = mode.up;
+            if was_up {
                 mode.up = false;
                 mode.down_at = Some(Instant::now());
-            });
+            }
+            was_up
+        });
+        if went_down {
             self.metrics.limiter_backend_up.set(0);
             self.metrics.limiter_fallback.inc();
             tracing::warn!(

@@ -118,7 +118,6 @@ impl Shared {
             mode.up = true;
             mode.epoch += 1;
         });
-        self.up.store(true, Ordering::SeqCst);
         self.metrics.limiter_backend_up.set(1);
         tracing::info!(
             url = self.shown_url.as_str(),
