@@ -32,15 +32,17 @@ pub(super) struct Grant {
     pub claimed: Option<Instant>,
     /// The shared budget's epoch it was given in (0 for the local backend).
     pub epoch: u64,
-    /// For a slot reserved in Redis, the earliest its Redis time can be on this replica's clock
-    /// (the reservation was asked for then): a send later than [`tolerance`] after it is not made.
+    /// For a slot reserved in Redis, the earliest its Redis time can be on this replica's clock:
+    /// a send later than [`tolerance`] after it is not made.
     pub earliest: Option<Instant>,
 }
 
-/// How late a shared slot may be used, counted from the earliest it can be: the round trip that
-/// reserved it plus the timer that woke it. Half the guard: the 201st of a lane's slots lies one
-/// second and a guard after the first, so slots each used within half a guard of their Redis
-/// time never put more than the limit in a second, whichever replica sends them.
+/// How late a shared slot may be used, counted from the earliest its Redis time can be on this
+/// clock (the clock reading's uncertainty, see `shared::Slot`), and how loosely a slot may be
+/// placed at most. Half the guard: the 201st of a lane's slots lies one second and a guard after
+/// the first, and each slot is sent between its Redis time less the uncertainty and its Redis
+/// time plus half the guard, so no second holds more than the limit, whichever replica sends;
+/// the other half covers the way to Tencent.
 pub(super) fn tolerance(settings: &LaneSettings) -> Duration {
     settings.send_window.saturating_sub(Duration::from_secs(1)) / 2
 }
@@ -246,7 +248,6 @@ impl Pacer {
             let epoch = shared.mode().epoch;
             // Read each time: a reload may have changed the limits.
             let full = self.lanes().full;
-            let asked = Instant::now();
             let reserved = shared
                 .reserve(
                     api,
@@ -256,23 +257,23 @@ impl Pacer {
                 )
                 .await?;
             let (later, group_later) = match reserved {
-                Reserved::At(_) if Instant::now() - asked > tolerance(&full) => {
-                    // The answer took so long that where the slot lies on this clock is not
-                    // known closely enough: leave it unused and ask again.
-                    tracing::debug!(api = &**api, "Shared slot answered too late to use.");
+                Reserved::At(slot) if slot.within > tolerance(&full) => {
+                    // Every recent answer from Redis took so long that where the slot lies on
+                    // this clock is not known closely enough: leave it unused and ask again.
+                    tracing::debug!(api = &**api, "Shared slot placed too loosely to use.");
                     continue;
                 }
-                Reserved::At(wait) if shared.held_until().is_some_and(|u| asked + wait < u) => {
+                Reserved::At(slot) if shared.held_until().is_some_and(|u| slot.at < u) => {
                     // A stall began while it was asked for: the slot lies inside its fence.
                     continue;
                 }
-                Reserved::At(wait) => {
+                Reserved::At(slot) => {
                     drop(head);
                     let grant = Grant {
-                        slot: Instant::now() + wait,
+                        slot: slot.at,
                         claimed: None,
                         epoch,
-                        earliest: Some(asked + wait),
+                        earliest: Some(slot.at - slot.within),
                     };
                     return Some(self.shared_grant(api, group, deadline, first, grant));
                 }

@@ -4,6 +4,7 @@
 //! not answer, the replica paces alone at its share and probes Redis in the background until it
 //! answers again; each return starts a new epoch, and grants of an earlier one are void.
 
+mod clock;
 mod probe;
 mod scripts;
 
@@ -42,11 +43,20 @@ pub struct Mode {
     pub down_at: Option<Instant>,
 }
 
+/// A slot reserved in Redis, placed on this replica's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Where its Redis time falls on this replica's clock, as closely as it is known.
+    pub at: Instant,
+    /// How far from `at` it may be, at most (half the best recent round trip to Redis).
+    pub within: Duration,
+}
+
 /// The answer to a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserved {
-    /// A slot this far from now.
-    At(Duration),
+    /// A slot.
+    At(Slot),
     /// Nothing reserved: the group's next slot is this far off (ask again then).
     GroupLater(Duration),
     /// Nothing reserved: the API's next slot lies beyond the horizon by this much.
@@ -72,6 +82,8 @@ pub struct Shared {
     mode: watch::Sender<Mode>,
     /// Replicas alive at the last announcement (this one included); 0 before the first.
     replicas: AtomicUsize,
+    /// Readings of Redis's clock, which slots are placed by.
+    clock: Mutex<clock::Clock>,
     /// One line per API: only its head asks Redis, so a backlog costs one call per slot.
     heads: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
     /// When a stall last raised the fence; this replica keeps that fence itself too, a window
@@ -122,6 +134,7 @@ impl Shared {
             conn: Mutex::new(None),
             mode: watch::channel(mode).0,
             replicas: AtomicUsize::new(0),
+            clock: Mutex::new(clock::Clock::new()),
             heads: Mutex::new(HashMap::new()),
             stall_fenced: Mutex::new(None),
             metrics,
@@ -208,15 +221,25 @@ impl Shared {
             .arg(group_interval.as_micros() as u64)
             .arg(IDLE_MS)
             .arg(HORIZON.as_micros() as u64);
-        let answer = call.invoke_async::<(i64, i64)>(&mut conn);
+        let asked = Instant::now();
+        let answer = call.invoke_async::<(i64, i64, i64)>(&mut conn);
+        let answer = tokio::time::timeout(RESPONSE_TIMEOUT, answer).await;
+        let (code, value, redis_now) = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return self.down(&self.secrets.scrub(&e.to_string())),
+            Err(_) => return self.down("no answer in time"),
+        };
+        let mut clock = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        clock.read(asked, Instant::now(), redis_now);
         let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
-        match tokio::time::timeout(RESPONSE_TIMEOUT, answer).await {
-            Ok(Ok((0, wait))) => Some(Reserved::At(micros(wait))),
-            Ok(Ok((1, later))) => Some(Reserved::GroupLater(micros(later))),
-            Ok(Ok((_, later))) => Some(Reserved::AppLater(micros(later))),
-            Ok(Err(e)) => self.down(&self.secrets.scrub(&e.to_string())),
-            Err(_) => self.down("no answer in time"),
-        }
+        Some(match code {
+            0 => {
+                let (at, within) = clock.local(value)?;
+                Reserved::At(Slot { at, within })
+            }
+            1 => Reserved::GroupLater(micros(value)),
+            _ => Reserved::AppLater(micros(value)),
+        })
     }
 
     /// A call came back [`STALLED`] late: the upstream held it and may be releasing everything

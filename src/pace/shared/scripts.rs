@@ -3,10 +3,11 @@
 
 /// Reserves the next slot: KEYS[1] the fence, KEYS[2] the API lane, KEYS[3] (optional) the group
 /// lane; ARGV[1] and ARGV[2] the lanes' spacing in microseconds, ARGV[3] how long an idle key
-/// lives in milliseconds, ARGV[4] the horizon in microseconds. Returns `{0, wait}` for a slot
-/// reserved `wait` microseconds from now; or, having reserved nothing, `{1, later}` when the
-/// group's next slot is still to come (so that a write waiting for its group never holds the API
-/// lane against other groups) and `{2, later}` when the API's next slot lies beyond the horizon
+/// lives in milliseconds, ARGV[4] the horizon in microseconds. Returns `{0, slot, now}` for a
+/// slot reserved at `slot` (microseconds on Redis's clock, which read `now`); or, having reserved
+/// nothing, `{1, later, now}` when the
+/// group's next slot is `later` microseconds off (so that a write waiting for its group never
+/// holds the API lane against other groups) and `{2, later, now}` when the API's next slot lies beyond the horizon
 /// (no replica ever holds a slot further ahead than that: what Redis knows, should it go away,
 /// ends within the horizon).
 pub(super) const RESERVE: &str = r"
@@ -15,14 +16,14 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if #KEYS > 2 then
   local group_at = tonumber(redis.call('GET', KEYS[3]) or '0')
   if group_at > now then
-    return {1, group_at - now}
+    return {1, group_at - now, now}
   end
 end
 local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 slot = math.max(slot, tonumber(redis.call('GET', KEYS[2]) or '0'))
 local horizon = tonumber(ARGV[4])
 if slot - now > horizon then
-  return {2, slot - now - horizon}
+  return {2, slot - now - horizon, now}
 end
 local idle = tonumber(ARGV[3])
 local app_next = slot + tonumber(ARGV[1])
@@ -31,7 +32,7 @@ if #KEYS > 2 then
   local group_next = slot + tonumber(ARGV[2])
   redis.call('SET', KEYS[3], string.format('%.0f', group_next), 'PX', math.floor((group_next - now) / 1000) + idle)
 end
-return {0, slot - now}
+return {0, slot, now}
 ";
 
 /// Raises the fence (KEYS[1]) to ARGV[1] microseconds from now. A replica coming back from its
