@@ -332,15 +332,16 @@ impl Pacer {
     /// The call claimed at `sent` was answered, or given up on: see [`Lanes::land`].
     pub(super) fn land(&self, api: &Arc<str>, group: Option<&Arc<str>>, sent: Instant) {
         let now = Instant::now();
-        self.lanes().land(api, group, sent, now);
-        self.inner.landed.notify_waiters();
         if let Some(shared) = &self.inner.shared
             && now.saturating_duration_since(sent) >= shared::STALLED
         {
             // The upstream held this call: it may release every replica's at once, so no shared
-            // slot may be used for a window from now (see `Shared::stalled`).
+            // slot may be used for a window from now (see `Shared::stalled`). Before the call
+            // stops flying: a send it held back must not slip out between the two.
             shared.stalled(sent);
         }
+        self.lanes().land(api, group, sent, now);
+        self.inner.landed.notify_waiters();
     }
 
     /// The moment of sending: checks the lanes' send logs (a late timer must not bunch sends) and
