@@ -7,6 +7,12 @@ use serde_json::json;
 use support::{Client, Gateway, base_toml, tls_emulator};
 use timgate::emulator::EmulatorConfig;
 
+const MODIFY: &str = "group_open_http_svc/modify_group_attr";
+const SET: &str = "group_open_http_svc/set_group_attr";
+const DELETE: &str = "group_open_http_svc/delete_group_attr";
+const GET: &str = "group_open_attr_http_svc/get_group_attr";
+const CLEAR: &str = "group_open_http_svc/clear_group_attr";
+
 fn attrs(n: usize, value_len: usize) -> serde_json::Value {
     let list: Vec<_> = (0..n)
         .map(|i| json!({"key": format!("k{i}"), "value": "v".repeat(value_len)}))
@@ -21,11 +27,7 @@ async fn refused_payloads_never_reach_the_upstream() {
     let big = "[server]\nmax_body_bytes = 8388608\n";
     let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), big]).await;
     let client = Client::new();
-    let modify = "group_open_http_svc/modify_group_attr";
-    let set = "group_open_http_svc/set_group_attr";
-    let delete = "group_open_http_svc/delete_group_attr";
-    let get = "group_open_attr_http_svc/get_group_attr";
-    let clear = "group_open_http_svc/clear_group_attr";
+    let (modify, set, delete, get, clear) = (MODIFY, SET, DELETE, GET, CLEAR);
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let cases: Vec<(&str, Vec<u8>, i64, &str)> = vec![
         (modify, b"".to_vec(), 60003, "invalid_json"),
@@ -202,11 +204,7 @@ async fn a_key_repeated_in_an_object_the_gateway_reads_is_refused_and_never_forw
     let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
     let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls))]).await;
     let client = Client::new();
-    let modify = "group_open_http_svc/modify_group_attr";
-    let set = "group_open_http_svc/set_group_attr";
-    let delete = "group_open_http_svc/delete_group_attr";
-    let get = "group_open_attr_http_svc/get_group_attr";
-    let clear = "group_open_http_svc/clear_group_attr";
+    let (modify, set, delete, get, clear) = (MODIFY, SET, DELETE, GET, CLEAR);
     // Each would pass every rule if only one copy were read: the validator and the pacer read
     // one, Tencent may read the other.
     let cases: &[(&str, &str, &str)] = &[

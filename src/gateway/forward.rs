@@ -117,6 +117,13 @@ impl Forwarder {
         }
         let (mut attempt, mut renewed, mut rotated) = (1, false, false);
         loop {
+            if permit.expired() {
+                // Its slot passed while this task waited to run: it counts as sent (it was
+                // claimed), and the call goes at a new slot, or is answered busy.
+                permit.landed();
+                self.pacer.reacquire(&mut permit, job.deadline).await?;
+                continue;
+            }
             let outcome = self.attempt(&job.api, job.body.clone()).await;
             permit.landed();
             let mut verdict = policy.decide(&outcome, attempt, job.idempotent, renewed);

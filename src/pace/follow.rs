@@ -32,9 +32,10 @@ pub(super) struct Grant {
     pub claimed: Option<Instant>,
     /// The shared budget's epoch it was given in (0 for the local backend).
     pub epoch: u64,
-    /// For a slot reserved in Redis, the earliest its Redis time can be on this replica's clock:
-    /// a send later than [`tolerance`] after it is not made.
-    pub earliest: Option<Instant>,
+    /// For a slot reserved in Redis, the last instant it may be sent: [`tolerance`] after the
+    /// earliest its Redis time can be on this replica's clock. Checked when the send is claimed
+    /// and again just before the call goes out (see `Permit::expired`).
+    pub use_by: Option<Instant>,
 }
 
 /// How late a shared slot may be used, counted from the earliest its Redis time can be on this
@@ -273,7 +274,7 @@ impl Pacer {
                         slot: slot.at,
                         claimed: None,
                         epoch,
-                        earliest: Some(slot.at - slot.within),
+                        use_by: Some(slot.at - slot.within + tolerance(&full)),
                     };
                     return Some(self.shared_grant(api, group, deadline, first, grant));
                 }

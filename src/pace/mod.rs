@@ -289,7 +289,7 @@ impl Pacer {
             // Wait for the slot here, where a caller who hangs up still takes the request out of
             // line: the slot goes unused, but nothing is sent for a caller who is gone.
             if let Some(sent) = self.send_at(api, group, &grant, deadline).await? {
-                return Ok(ticket.into_permit(grant.slot, sent));
+                return Ok(ticket.into_permit(&grant, sent));
             }
             // The grant was revoked (Redis came back, or its send was held): a new slot.
         }
@@ -305,6 +305,7 @@ impl Pacer {
                 .await?;
             if let Some(sent) = self.send_at(&api, group.as_ref(), &grant, deadline).await? {
                 permit.slot = grant.slot;
+                permit.use_by = grant.use_by;
                 permit.sent = Some(sent);
                 return Ok(());
             }
@@ -365,9 +366,7 @@ impl Pacer {
             let wait = {
                 let mut lanes = self.lanes();
                 let full = lanes.full;
-                let late = grant
-                    .earliest
-                    .is_some_and(|earliest| now > earliest + follow::tolerance(&full));
+                let late = grant.use_by.is_some_and(|use_by| now > use_by);
                 if mode.up && late {
                     // Sent now, this slot could share a second with the limit's worth of others.
                     return Ok(None);
@@ -484,7 +483,7 @@ impl Pacer {
             slot,
             claimed,
             epoch: mode.epoch,
-            earliest: None,
+            use_by: None,
         })
     }
 

@@ -44,7 +44,7 @@ impl Ticket {
     }
 
     /// The slot has come: the request leaves the queue and holds its group until answered.
-    pub(super) fn into_permit(mut self, slot: Instant, sent: Instant) -> Permit {
+    pub(super) fn into_permit(mut self, grant: &super::Grant, sent: Instant) -> Permit {
         self.phase = Phase::Done;
         {
             let mut lanes = self.pacer.lanes();
@@ -55,7 +55,8 @@ impl Ticket {
             pacer: self.pacer.clone(),
             api: self.api.clone(),
             group: self.group.take(),
-            slot,
+            slot: grant.slot,
+            use_by: grant.use_by,
             sent: Some(sent),
         }
     }
@@ -126,6 +127,8 @@ pub struct Permit {
     pub(super) api: Arc<str>,
     pub(super) group: Option<Arc<str>>,
     pub(super) slot: Instant,
+    /// For a shared slot, the last instant its attempt may go out.
+    pub(super) use_by: Option<Instant>,
     /// When its attempt was claimed, until it is answered.
     pub(super) sent: Option<Instant>,
 }
@@ -134,6 +137,13 @@ impl Permit {
     /// The slot this attempt was given (it has come: send now).
     pub fn slot(&self) -> Instant {
         self.slot
+    }
+
+    /// Whether the attempt's shared slot has passed by more than the tolerance: it must not go
+    /// out now (a starved runtime between the claim and the call would otherwise send it late,
+    /// into a second that may hold the limit already). Give it up and take a new slot.
+    pub fn expired(&self) -> bool {
+        self.use_by.is_some_and(|use_by| Instant::now() > use_by)
     }
 
     /// The attempt was answered (or given up on): it no longer flies, and an answer that came
