@@ -13,6 +13,10 @@ use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::loadgen::offer::{self as load, MODIFY};
 use tokio::time::Instant;
 
+/// One scenario at a time: each runs up to three gateways and 340 callers a second on a 2-core
+/// machine, and four at once would measure how they starve each other's timers, not the limits.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Tencent's limit per API, as the emulator enforces it.
 const LIMIT: u32 = 200;
 
@@ -120,6 +124,7 @@ async fn hold_through(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_hold_the_limit_while_redis_freezes_and_thaws_under_a_backlog() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(redis) = Redis::start() else { return };
     let emulator = emulator_apart(EmulatorConfig::demo());
     let gateways = replicas(2, &emulator, &redis).await;
@@ -143,6 +148,7 @@ async fn two_replicas_hold_the_limit_while_redis_freezes_and_thaws_under_a_backl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_hold_the_limit_while_redis_restarts_empty_under_a_backlog() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(mut redis) = Redis::start() else {
         return;
     };
@@ -168,6 +174,7 @@ async fn three_replicas_hold_the_limit_while_redis_restarts_empty_under_a_backlo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upstream_releasing_everything_at_once_stays_within_the_limit() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let emulator = emulator_apart(EmulatorConfig::demo());
     let gateways = vec![Gateway::start(&[&base_toml(emulator.addr, None)]).await];
     let fault = async {
@@ -188,6 +195,7 @@ async fn a_stalled_upstream_releasing_everything_at_once_stays_within_the_limit(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_a_budget_hold_the_limit_through_an_upstream_stall() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(redis) = Redis::start() else { return };
     let emulator = emulator_apart(EmulatorConfig::demo());
     let gateways = replicas(2, &emulator, &redis).await;
