@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::redis::Redis;
-use support::{Gateway, base_toml, emulator_apart};
+use support::{ApartEmulator, Gateway, base_toml, emulator_apart};
 use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::loadgen::offer::{self as load, MODIFY};
 use tokio::time::Instant;
@@ -64,7 +64,7 @@ async fn offer(gateways: &[Gateway], rate: u32, span: Duration) -> load::Answers
     load::offer(&urls, rate, span).await
 }
 
-fn report(what: &str, emulator: &Emulator, answers: &load::Answers) {
+fn report(what: &str, emulator: &ApartEmulator, answers: &load::Answers) {
     let records = emulator.state.records();
     if let Some(first) = records.first() {
         // Refusals per second of the run, to see when they came.
@@ -78,9 +78,11 @@ fn report(what: &str, emulator: &Emulator, answers: &load::Answers) {
         eprintln!("{what}: limit refusals by second {by_second:?}");
     }
     eprintln!(
-        "{what}: peak {} calls in a second, {} limit refusals; callers: {} ok, {} busy, {} failed {:?}",
+        "{what}: peak {} calls in a second, {} limit refusals (the emulator woke up to {:?} late); \
+         callers: {} ok, {} busy, {} failed {:?}",
         peak(emulator),
         emulator.state.limit_refusals(),
+        emulator.late_by(),
         answers.ok,
         answers.busy,
         answers.failed.len(),
@@ -104,7 +106,7 @@ fn assert_held(emulator: &Emulator, answers: &load::Answers) {
 /// that replicas sharing a budget are back to sharing.
 async fn hold_through(
     what: &str,
-    emulator: &Emulator,
+    emulator: &ApartEmulator,
     gateways: Vec<Gateway>,
     (rate, span): (u32, Duration),
     fault: impl std::future::Future<Output = ()>,

@@ -166,8 +166,12 @@ async fn three_replicas_share_one_budget_fall_back_and_come_back() {
         MODIFY,
     );
     let group_rate = writes.len() as f64 / 4.0 / 5.0;
+    // Sharing, not thirds: at a third each (floor(5 × 0.33) = 1 write/s) the three would make
+    // 3/s. How close to 4.9 they come is a figure, not a behaviour (4.75 calm, 4.55-4.65 with
+    // a build beside them: each group slot goes to the first replica whose timer fires after
+    // it), so the floor sits between the two.
     assert!(
-        group_rate >= 0.95 * 4.9,
+        group_rate >= 0.85 * 4.9,
         "combined rate per group {group_rate:.2}/s"
     );
     // Fallback phase: each replica at a third; together within the limits.

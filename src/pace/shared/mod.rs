@@ -86,6 +86,8 @@ pub struct Shared {
     clock: Mutex<clock::Clock>,
     /// One line per API: only its head asks Redis, so a backlog costs one call per slot.
     heads: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
+    /// Closed while a returning replica raises the fence: no reservation goes out before it.
+    gate: tokio::sync::RwLock<()>,
     /// When a stall last raised the fence; this replica keeps that fence itself too, a window
     /// from then, so that a slot it asks for before the fence reaches Redis is not used either.
     stall_fenced: Mutex<Option<Instant>>,
@@ -136,6 +138,7 @@ impl Shared {
             replicas: AtomicUsize::new(0),
             clock: Mutex::new(clock::Clock::new()),
             heads: Mutex::new(HashMap::new()),
+            gate: tokio::sync::RwLock::new(()),
             stall_fenced: Mutex::new(None),
             metrics,
         })
@@ -207,6 +210,10 @@ impl Shared {
         app_interval: Duration,
         group_interval: Duration,
     ) -> Option<Reserved> {
+        if !self.is_up() {
+            return None;
+        }
+        let _open = self.gate.read().await;
         if !self.is_up() {
             return None;
         }

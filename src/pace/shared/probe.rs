@@ -89,8 +89,8 @@ impl Shared {
         }
     }
 
-    /// One attempt to come back: connect if need be, raise the fence, announce, and only then
-    /// take shared slots again, in a new epoch.
+    /// One attempt to come back: connect if need be, end the local share (a new epoch), raise
+    /// the fence, and only then take shared slots again.
     async fn probe(&self) -> Result<(), String> {
         if self.connection().is_none() {
             let config = ConnectionManagerConfig::new()
@@ -111,13 +111,24 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(manager);
         }
-        // Raise the fence before taking shared slots again (see scripts::FENCE).
+        // Only a Redis that answers begins a return (a failed one would count a fallback).
         self.raise_fence().await?;
-        self.announce().await;
+        // Local sends stop first (the new epoch voids every local grant), then the fence goes
+        // up again, and only then are shared slots reserved (`reserve` waits at the gate): a
+        // local send claimed after the fence was raised would share a window with the first
+        // shared slots.
+        let closed = self.gate.write().await;
         self.mode.send_modify(|mode| {
             mode.up = true;
             mode.epoch += 1;
         });
+        if let Err(why) = self.raise_fence().await {
+            drop(closed);
+            let _: Option<()> = self.down(&why);
+            return Err(why);
+        }
+        drop(closed);
+        self.announce().await;
         self.metrics.limiter_backend_up.set(1);
         tracing::info!(
             url = self.shown_url.as_str(),
