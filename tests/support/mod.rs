@@ -152,7 +152,8 @@ fn ahead_of_the_rest() {
     }
 }
 
-/// Wakes every 5 ms (on one of the emulator's workers) and keeps the most it woke late in `late` (microseconds).
+/// Wakes every 5 ms (on one of the emulator's workers) and keeps the most it woke late in
+/// `late` (microseconds).
 async fn watch_lateness(late: &AtomicU64) {
     let tick = Duration::from_millis(5);
     loop {

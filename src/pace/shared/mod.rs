@@ -213,6 +213,7 @@ impl Shared {
         if !self.is_up() {
             return None;
         }
+        // A return may be raising the fence: wait for it, then see whether it went through.
         let _open = self.gate.read().await;
         if !self.is_up() {
             return None;
