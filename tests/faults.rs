@@ -101,6 +101,36 @@ fn assert_held(emulator: &Emulator, answers: &load::Answers) {
     assert!(answers.ok > 1000, "the replicas kept serving");
 }
 
+/// Each replica's view every half second of `span`: whether it shares the budget, how many
+/// replicas it last saw, and how many upstream calls it made in that half second, so that a
+/// failure says which replica sent more than its share.
+async fn watch_replicas(gateways: &[Gateway], span: Duration) -> Vec<Vec<(i64, i64, u64)>> {
+    let sent = |g: &Gateway| {
+        g.metrics
+            .upstream_attempts
+            .with_label_values(&[MODIFY])
+            .get()
+    };
+    let mut last: Vec<u64> = gateways.iter().map(sent).collect();
+    let mut seen = Vec::new();
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let row = gateways
+            .iter()
+            .zip(last.iter_mut())
+            .map(|(g, last)| {
+                let now = sent(g);
+                let delta = now - std::mem::replace(last, now);
+                let m = &g.metrics;
+                (m.limiter_backend_up.get(), m.limiter_replicas.get(), delta)
+            })
+            .collect();
+        seen.push(row);
+    }
+    seen
+}
+
 /// Offers `rate` writes a second to `gateways` for `span` while `fault` runs, then checks that
 /// the emulator never saw more than the limit in a second and every caller got its answer, and
 /// that replicas sharing a budget are back to sharing.
@@ -112,7 +142,11 @@ async fn hold_through(
     fault: impl std::future::Future<Output = ()>,
     shared: bool,
 ) {
-    let (answers, ()) = tokio::join!(offer(&gateways, rate, span), fault);
+    let watch = watch_replicas(&gateways, span);
+    let (answers, (), seen) = tokio::join!(offer(&gateways, rate, span), fault, watch);
+    if shared {
+        eprintln!("{what}: each replica by half second (up, replicas seen, sent): {seen:?}");
+    }
     report(what, emulator, &answers);
     assert_held(emulator, &answers);
     for gateway in gateways {

@@ -113,6 +113,52 @@ async fn a_rotated_secret_is_picked_up_without_a_restart_or_a_failed_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_in_flight_across_a_rotation_is_retried_with_the_new_key() {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    publish_key(dir.path(), "v1", DEMO_SECRET_KEY);
+    let from_file = format!(
+        "[tencent]\nsecret_key = \"\"\nsecret_key_file = \"{}\"\n",
+        dir.path().join("secret-key").display()
+    );
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), &from_file]).await;
+    // Four calls signed with the old key, held upstream while the key is swapped without an
+    // overlap: all four come back 70009 together, and only one of them (or the gateway's own
+    // look at the file) sees the file change.
+    emulator.state.stall(Duration::from_secs(2));
+    let client = Client::new();
+    let callers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, url) = (client.clone(), gateway.url(GET));
+            let body = json!({"GroupId": format!("r{w}")}).to_string();
+            tokio::spawn(async move { client.post(&url, body).await })
+        })
+        .collect();
+    while gateway.metrics.upstream_in_flight.get() < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    publish_key(dir.path(), "v2", "second-key");
+    emulator.state.set_keys(&["second-key"]);
+    for caller in callers {
+        let answer = caller.await.expect("caller");
+        assert_eq!(
+            (answer.status.as_u16(), answer.code()),
+            (200, 0),
+            "{:?}",
+            answer.body
+        );
+    }
+    let refused = emulator
+        .state
+        .records()
+        .iter()
+        .filter(|r| r.code == 70009)
+        .count();
+    assert_eq!(refused, 4, "each held call was refused once, then retried");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_answers_every_queued_caller_and_loses_none() {
     let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
     // Sends may go on for grace - request timeout = 2 s; 15 writes to one group need 2.9 s.

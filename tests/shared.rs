@@ -70,11 +70,14 @@ async fn three_replicas_share_one_budget_fall_back_and_come_back() {
     let stop_at = Instant::now() + Duration::from_secs(14);
     let client = Client::new();
     let mut load = Vec::new();
-    for gateway in &gateways {
-        // Each replica: two writers on each of the same five groups, and 20 readers on one API.
+    for (index, gateway) in gateways.iter().enumerate() {
+        // Each replica: two writers on each of the same five groups; 20 readers on one API at
+        // the first two replicas and none at the third, whose share of the reads the other two
+        // may then take (at fixed thirds they would get two thirds of the budget between them).
+        let readers = if index == 2 { 0 } else { 20 };
         let plans = (0..10)
             .map(|w| (MODIFY, format!("shared-{}", w % 5)))
-            .chain((0..20).map(|r| (GET, format!("r{r}"))));
+            .chain((0..readers).map(|r| (GET, format!("r{r}"))));
         for (api, group) in plans {
             let (client, url) = (client.clone(), gateway.url(api));
             let (answered, failed) = (answered.clone(), failed.clone());
@@ -152,14 +155,16 @@ async fn three_replicas_share_one_budget_fall_back_and_come_back() {
             .filter(|r| r.api == api && r.at >= from && r.at < to)
             .collect()
     };
-    // Shared phase (after a second of warm-up): the three together use the whole budget.
+    // Shared phase (after a second of warm-up): the two readers' replicas take the third's part
+    // of the budget too. At fixed thirds they would make 2 × 66 = 132 reads a second; how
+    // close to 196 they come is a figure, not a behaviour (see the per-group rate below).
     let gets = phase(
         start + Duration::from_secs(1),
         start + Duration::from_secs(5),
         GET,
     );
     let rate = gets.len() as f64 / 4.0;
-    assert!(rate >= 0.95 * 196.0, "combined API rate {rate:.1}/s");
+    assert!(rate >= 0.85 * 196.0, "combined API rate {rate:.1}/s");
     let writes = phase(
         start + Duration::from_secs(1),
         start + Duration::from_secs(5),

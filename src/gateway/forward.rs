@@ -124,13 +124,19 @@ impl Forwarder {
                 self.pacer.reacquire(&mut permit, job.deadline).await?;
                 continue;
             }
+            let key_changes = self.signer.key_changes();
             let outcome = self.attempt(&job.api, job.body.clone()).await;
             permit.landed();
             let mut verdict = policy.decide(&outcome, attempt, job.idempotent, renewed);
             // 70009 (signature check failed) right after the Secret was rotated: the file may
-            // hold the new key already. Re-read it, and if it changed, try once more with it.
+            // hold the new key already. Re-read it, and if the key changed since this attempt
+            // was signed (here, in another call or in the periodic look), try once more with it.
             let bad_sig = matches!(&outcome, Ok(reply) if reply.code == Some(70009));
-            if bad_sig && !rotated && attempt < policy.max_attempts() && self.signer.reload_key() {
+            if bad_sig
+                && !rotated
+                && attempt < policy.max_attempts()
+                && self.key_changed_since(key_changes)
+            {
                 rotated = true;
                 let delay = Duration::ZERO;
                 verdict = Verdict::Retry {
@@ -205,6 +211,12 @@ impl Forwarder {
                 .set(self.signer.expires_at() as f64);
         }
         changed
+    }
+
+    /// Re-reads the key file and says whether the key has changed since `key_changes` was read.
+    fn key_changed_since(&self, key_changes: u64) -> bool {
+        self.reload_key();
+        self.signer.key_changes() != key_changes
     }
 
     /// One signed attempt, now, with a fresh `random`.

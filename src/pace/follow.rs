@@ -56,12 +56,20 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
-    /// Where `shared` stands now.
-    pub(super) fn of(shared: &Shared) -> Seen {
+    /// Where `shared` stands now, for lanes whose share was computed for `replicas`. The count
+    /// is the one the share came from, never a fresh reading: the probe task runs beside the
+    /// pacer and may announce between the two, and a lane left at the share of a count it
+    /// believes it has applied would keep it for good.
+    pub(super) fn of(shared: &Shared, replicas: usize) -> Seen {
         Seen {
             mode: Some(shared.mode()),
-            replicas: shared.replicas(),
+            replicas,
         }
+    }
+
+    /// The replicas count the lanes' share was computed for.
+    pub(super) fn replicas(&self) -> usize {
+        self.replicas
     }
 }
 

@@ -90,6 +90,7 @@ impl Pacer {
                 Some(shared)
             }
         };
+        // Computed for no replicas seen; the first `follow` applies the count Redis gives.
         let share = follow::share(limits, 0);
         let pacer = Self::build(lane_settings(limits, share), apis, metrics, shared);
         *pacer.limits() = Some(limits.clone());
@@ -100,7 +101,7 @@ impl Pacer {
             // the local share waits as it does whenever Redis goes away (see `Pacer::follow`).
             let from = Instant::now() + shared::HORIZON + lanes.full.send_window;
             lanes.hold_local_until(from);
-            lanes.seen = follow::Seen::of(shared);
+            lanes.seen = follow::Seen::of(shared, 0);
         }
         drop(lanes);
         pacer
@@ -109,14 +110,19 @@ impl Pacer {
     /// Applies reloaded limits: rates, guard and queue bounds change at once, and every queue,
     /// reserved slot and slowdown is kept.
     pub fn reconfigure(&self, limits: &LimitsConfig) {
-        let replicas = self.inner.shared.as_ref().map_or(0, |s| s.replicas());
-        let share = follow::share(limits, replicas);
+        let mut lanes = self.lanes();
+        // The count the lanes were last brought in line with: `follow` moves the share on from
+        // there, so a count announced meanwhile is applied too.
+        let share = follow::share(limits, lanes.seen.replicas());
         let full = full_settings(limits, share);
-        self.lanes().reconfigure(lane_settings(limits, share), full);
+        lanes.reconfigure(lane_settings(limits, share), full);
+        // Under the lanes' lock (the order `follow` takes them in): a share recomputed between
+        // the two would otherwise come from the old limits.
+        *self.limits() = Some(limits.clone());
+        drop(lanes);
         if let Some(shared) = &self.inner.shared {
             shared.set_window(full.send_window);
         }
-        *self.limits() = Some(limits.clone());
         Self::publish_limits(limits, &self.inner.metrics.all);
     }
 

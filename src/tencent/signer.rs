@@ -23,6 +23,9 @@ struct Current {
     created: i64,
     expires: i64,
     key: String,
+    /// How many times the key has changed since start: a call signed before a change can tell
+    /// that one was made, whoever noticed it.
+    key_changes: u64,
 }
 
 /// Signs requests as the configured App admin.
@@ -94,14 +97,15 @@ impl Signer {
                 created: 0,
                 expires: 0,
                 key: String::new(),
+                key_changes: 0,
             })),
         };
-        let first = signer.generate(key);
+        let first = signer.generate(key, 0);
         signer.current = RwLock::new(Arc::new(first));
         Ok(signer)
     }
 
-    fn generate(&self, key: String) -> Current {
+    fn generate(&self, key: String, key_changes: u64) -> Current {
         let created = (self.clock)();
         let ttl = self.ttl.as_secs() as i64;
         let sig = usersig::generate(self.sdkappid, &self.identifier, &key, created, ttl);
@@ -117,6 +121,7 @@ impl Signer {
             created,
             expires: created.saturating_add(ttl),
             key,
+            key_changes,
         }
     }
 
@@ -162,7 +167,8 @@ impl Signer {
             tracing::warn!(error = %e, "Keeping the previous SecretKey.");
             guard.key.clone()
         });
-        *guard = Arc::new(self.generate(key));
+        let changes = guard.key_changes + u64::from(key != guard.key);
+        *guard = Arc::new(self.generate(key, changes));
         guard.clone()
     }
 
@@ -187,9 +193,17 @@ impl Signer {
         if guard.key == key {
             return false;
         }
-        *guard = Arc::new(self.generate(key));
+        let changes = guard.key_changes + 1;
+        *guard = Arc::new(self.generate(key, changes));
         tracing::info!(path = %path.display(), "SecretKey file changed: new UserSig made.");
         true
+    }
+
+    /// How many times the key has changed since start. A call that met 70009 compares the
+    /// count from before it was signed with the count now: another call, or the periodic look
+    /// at the file, may have found the new key first.
+    pub fn key_changes(&self) -> u64 {
+        self.snapshot().key_changes
     }
 
     /// When the current UserSig expires, in Unix seconds.
@@ -251,6 +265,31 @@ mod tests {
         // A forced renewal (after 70001) makes a new sig even when the old one is young.
         NOW.store(1_700_000_800, Ordering::SeqCst);
         assert_ne!(signer.renew(), second);
+    }
+
+    #[test]
+    fn key_changes_count_a_new_key_whoever_reads_it_and_not_a_renewal() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("secret-key");
+        std::fs::write(&path, "one").expect("key");
+        let config = Config::from_toml(&format!(
+            "[tencent]\nsdkappid = 1\nsecret_key_file = \"{}\"",
+            path.display()
+        ))
+        .expect("valid");
+        let signer = Signer::new(&config.tencent).expect("signer");
+        assert_eq!(signer.key_changes(), 0);
+        signer.renew();
+        assert_eq!(signer.key_changes(), 0, "the same key, renewed");
+        std::fs::write(&path, "two").expect("key");
+        assert!(signer.reload_key());
+        // A second reader finds nothing new in the file, but the count says it changed.
+        assert!(!signer.reload_key());
+        assert_eq!(signer.key_changes(), 1);
+        // A renewal that reads a changed file counts it too.
+        std::fs::write(&path, "three").expect("key");
+        signer.renew();
+        assert_eq!(signer.key_changes(), 2);
     }
 
     #[test]
