@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use timgate::loadgen::inproc::InProcess;
+use loadgen::inproc::InProcess;
 use tokio::time::Instant;
 
 const MODIFY: &str = "group_open_http_svc/modify_group_attr";

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use timgate::loadgen::inproc::InProcess;
+use loadgen::inproc::InProcess;
 use timgate::metrics::Metrics;
 use timgate::pace::{LaneSettings, Pacer};
 use tokio::time::Instant;
@@ -278,10 +278,9 @@ async fn redis() {
         .local_addr()
         .expect("addr")
         .port();
-    let Ok(mut server) =
-        timgate::loadgen::procs::redis_server(std::path::Path::new("redis-server"), port)
-            .stdout(std::process::Stdio::null())
-            .spawn()
+    let Ok(mut server) = loadgen::procs::redis_server(std::path::Path::new("redis-server"), port)
+        .stdout(std::process::Stdio::null())
+        .spawn()
     else {
         println!("redis: skipped, redis-server not found");
         return;

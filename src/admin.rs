@@ -14,7 +14,7 @@ use crate::server::Body;
 
 /// State the admin endpoints report.
 #[derive(Debug, Clone)]
-pub struct Admin {
+pub(crate) struct Admin {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     shared_limiter: bool,
@@ -23,7 +23,7 @@ pub struct Admin {
 impl Admin {
     /// An admin service over `metrics`, ready when `ready` is set; `shared_limiter` when
     /// `limits.backend = "redis"`, so that `/readyz` says whether Redis or the fallback paces.
-    pub fn new(metrics: Metrics, ready: Arc<AtomicBool>, shared_limiter: bool) -> Admin {
+    pub(crate) fn new(metrics: Metrics, ready: Arc<AtomicBool>, shared_limiter: bool) -> Admin {
         Admin {
             metrics,
             ready,
@@ -45,7 +45,7 @@ impl Admin {
     }
 
     /// Answers one admin request.
-    pub async fn handle(&self, req: Request<RequestBody>) -> Response<Body> {
+    pub(crate) async fn handle(&self, req: Request<RequestBody>) -> Response<Body> {
         match req.uri().path() {
             "/healthz" => plain_json(StatusCode::OK, r#"{"status":"ok"}"#),
             "/readyz" if self.ready.load(Ordering::SeqCst) => {

@@ -3,14 +3,13 @@
 //! The binary (`src/main.rs`) is a thin command line over this library; tests and benchmarks drive
 //! the same pieces in-process: [`app::App`] is the gateway, [`emulator`] the Tencent stand-in.
 
-pub mod admin;
+mod admin;
 pub mod app;
 pub mod config;
 pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
-pub mod loadgen;
 pub mod memory;
 pub mod metrics;
 pub mod pace;

@@ -7,10 +7,10 @@ mod support;
 
 use std::time::Duration;
 
+use loadgen::offer::{self as load, MODIFY, peak};
 use support::redis::Redis;
 use support::{ApartEmulator, Gateway, base_toml, emulator_apart};
 use timgate::emulator::{Emulator, EmulatorConfig};
-use timgate::loadgen::offer::{self as load, MODIFY};
 use tokio::time::Instant;
 
 /// One scenario at a time: each runs up to three gateways and 340 callers a second on a 2-core
@@ -19,18 +19,6 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// Tencent's limit per API, as the emulator enforces it.
 const LIMIT: u32 = 200;
-
-/// The most calls the emulator saw for the write API in any sliding second.
-fn peak(emulator: &Emulator) -> usize {
-    let times = emulator
-        .state
-        .records()
-        .iter()
-        .filter(|r| r.api == MODIFY)
-        .map(|r| r.at)
-        .collect();
-    support::max_in_window(times, Duration::from_secs(1))
-}
 
 async fn until(what: &str, f: impl Fn() -> bool) {
     let give_up = Instant::now() + Duration::from_secs(20);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{Client, Gateway, base_toml, tls_emulator};
-use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, EmulatorConfig};
+use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
 use timgate::tencent::{signer::unix_now, usersig};
 use tokio::time::Instant;
 
@@ -31,8 +31,9 @@ fn publish_key(dir: &Path, version: &str, key: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_secret_is_picked_up_without_a_restart_or_a_failed_request() {
+/// The emulator over TLS, and a gateway whose key is read from a Secret volume in `dir` that
+/// holds the emulator's key as version `v1`.
+async fn signing_from_a_secret_volume() -> (Emulator, tempfile::TempDir, Gateway) {
     let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
     let dir = tempfile::tempdir().expect("dir");
     publish_key(dir.path(), "v1", DEMO_SECRET_KEY);
@@ -41,6 +42,12 @@ async fn a_rotated_secret_is_picked_up_without_a_restart_or_a_failed_request() {
         dir.path().join("secret-key").display()
     );
     let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), &from_file]).await;
+    (emulator, dir, gateway)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_picked_up_without_a_restart_or_a_failed_request() {
+    let (emulator, dir, gateway) = signing_from_a_secret_volume().await;
     let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let stop_at = Instant::now() + Duration::from_secs(7);
     let client = Client::new();
@@ -114,14 +121,7 @@ async fn a_rotated_secret_is_picked_up_without_a_restart_or_a_failed_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_in_flight_across_a_rotation_is_retried_with_the_new_key() {
-    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
-    let dir = tempfile::tempdir().expect("dir");
-    publish_key(dir.path(), "v1", DEMO_SECRET_KEY);
-    let from_file = format!(
-        "[tencent]\nsecret_key = \"\"\nsecret_key_file = \"{}\"\n",
-        dir.path().join("secret-key").display()
-    );
-    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), &from_file]).await;
+    let (emulator, dir, gateway) = signing_from_a_secret_volume().await;
     // Four calls signed with the old key, held upstream while the key is swapped without an
     // overlap: all four come back 70009 together, and only one of them (or the gateway's own
     // look at the file) sees the file change.

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use timgate::loadgen::pacing;
-use timgate::loadgen::stack::Proxy;
+use loadgen::pacing;
+use loadgen::stack::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_pacing_run_has_no_violation_and_uses_the_limits() {

@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
+use loadgen::offer::{self, MODIFY};
+use loadgen::procs::{Proc, Workdir, free_addr, redis_server};
+use loadgen::stack::which;
 use timgate::app::App;
 use timgate::config::Config;
 use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
-use timgate::loadgen::offer::{self, MODIFY};
-use timgate::loadgen::procs::{Proc, Workdir, free_addr, redis_server};
-use timgate::loadgen::stack::which;
-use timgate::loadgen::stats::max_in_window;
 use tokio::time::Instant;
 
 use crate::report::Out;
@@ -84,7 +83,7 @@ const BEFORE: Duration = Duration::from_secs(3);
 const AFTER: Duration = Duration::from_secs(2);
 
 /// Runs every scenario and prints the table.
-pub async fn run(out: &mut Out) -> Result<(), String> {
+pub(crate) async fn run(out: &mut Out) -> Result<(), String> {
     let redis_server = which("redis-server")?;
     let mut rows = Vec::new();
     for scenario in SCENARIOS {
@@ -96,7 +95,7 @@ pub async fn run(out: &mut Out) -> Result<(), String> {
 }
 
 /// One scenario's figures.
-pub struct Row {
+pub(crate) struct Row {
     /// What was done.
     pub name: &'static str,
     /// Writes a second offered.
@@ -205,17 +204,10 @@ async fn one(scenario: &Scenario, redis_program: &std::path::Path) -> Result<Row
         let _ = stop.send(());
         let _ = server.await;
     }
-    let times = emulator
-        .state
-        .records()
-        .iter()
-        .filter(|r| r.api == MODIFY)
-        .map(|r| r.at)
-        .collect();
     let row = Row {
         name: scenario.name,
         rate: scenario.rate,
-        peak: max_in_window(times, Duration::from_secs(1)),
+        peak: offer::peak(&emulator),
         refusals: emulator.state.limit_refusals(),
         ok: answers.ok,
         busy: answers.busy,

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use timgate::loadgen::client::{Conn, modify};
-use timgate::loadgen::procs::Workdir;
-use timgate::loadgen::stack::{EmulatorProc, Limits, Proxy, ProxyProc};
+use loadgen::client::{Conn, modify};
+use loadgen::procs::Workdir;
+use loadgen::stack::{EmulatorProc, Limits, Proxy, ProxyProc};
 
 /// Writes per group: well inside a group's queue (64) and nginx's burst for it.
 const PER_GROUP: usize = 40;
 
 /// One proxy holding one count of callers.
-pub struct Held {
+pub(crate) struct Held {
     pub proxy: Proxy,
     pub callers: usize,
     /// Callers still waiting when memory was read.
@@ -29,13 +29,13 @@ pub struct Held {
 
 impl Held {
     /// Resident KiB per held caller.
-    pub fn per_caller(&self) -> f64 {
+    pub(crate) fn per_caller(&self) -> f64 {
         (self.full_kib.saturating_sub(self.idle_kib)) as f64 / self.held.max(1) as f64
     }
 }
 
 /// Holds `callers` callers on `proxy` in front of `emulator` and reads its resident memory.
-pub async fn hold(
+pub(crate) async fn hold(
     proxy: Proxy,
     callers: usize,
     bin: &Path,
@@ -97,7 +97,7 @@ pub async fn hold(
 }
 
 /// The rows of the HTTP/1.1 table: timgate and nginx at each count, in the same run.
-pub async fn run(counts: &[usize], bin: &Path, dir: &Workdir) -> Result<Vec<Held>, String> {
+pub(crate) async fn run(counts: &[usize], bin: &Path, dir: &Workdir) -> Result<Vec<Held>, String> {
     timgate::server::fds::raise_nofile();
     let emulator = EmulatorProc::start(bin, dir, Duration::ZERO, false).await?;
     let mut rows = Vec::new();
@@ -114,7 +114,7 @@ pub async fn run(counts: &[usize], bin: &Path, dir: &Workdir) -> Result<Vec<Held
 }
 
 /// The markdown table of `rows`.
-pub fn table(rows: &[Held]) -> String {
+pub(crate) fn table(rows: &[Held]) -> String {
     let mut out = String::from(
         "Held callers over HTTP/1.1: each caller on its own connection with one write held by \
          Tencent's limits (timgate's queues; nginx's `limit_req` with bursts, same emulator, same \

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use timgate::loadgen::pacing::{self, PacingReport};
-use timgate::loadgen::stack::Proxy;
+use loadgen::pacing::{self, PacingReport};
+use loadgen::stack::Proxy;
 
 /// The gateway binary cargo built for this benchmark.
 pub const BIN: &str = env!("CARGO_BIN_EXE_timgate");

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use loadgen::client::modify;
+use loadgen::flood::h2_flood;
+use loadgen::procs::{Workdir, get};
+use loadgen::stack::{EmulatorProc, Limits, Proxy, ProxyProc};
 use serde_json::json;
-use timgate::loadgen::client::modify;
-use timgate::loadgen::flood::h2_flood;
-use timgate::loadgen::procs::{Workdir, get};
-use timgate::loadgen::stack::{EmulatorProc, Limits, Proxy, ProxyProc};
 use tokio::time::Instant;
 
 use super::BIN;
@@ -19,7 +19,7 @@ use super::report::Out;
 
 /// Options of the memory run.
 #[derive(clap::Args, Clone)]
-pub struct Args {
+pub(crate) struct Args {
     /// Requests to queue.
     #[arg(long, default_value_t = 100_000)]
     pub queued: usize,
@@ -67,7 +67,7 @@ fn mib(kib: Option<u64>) -> f64 {
     kib.map_or(0.0, |k| k as f64 / 1024.0)
 }
 
-pub async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
+pub(crate) async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
     let dir = Workdir::new("memory")?;
     let bin = PathBuf::from(BIN);
     let emulator = EmulatorProc::start(&bin, &dir, Duration::ZERO, false).await?;

@@ -6,18 +6,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use loadgen::client::{self, MakeCall, modify};
+use loadgen::procs::Workdir;
+use loadgen::stack::{EmulatorProc, Limits, Proxy, ProxyProc};
+use loadgen::stats::Summary;
 use serde_json::json;
-use timgate::loadgen::client::{self, MakeCall, modify};
-use timgate::loadgen::procs::Workdir;
-use timgate::loadgen::stack::{EmulatorProc, Limits, Proxy, ProxyProc};
-use timgate::loadgen::stats::Summary;
 
 use super::BIN;
 use super::report::Out;
 
 /// Options of the side-by-side comparison.
 #[derive(clap::Args, Clone)]
-pub struct Args {
+pub(crate) struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
@@ -53,7 +53,7 @@ impl Default for Args {
 
 /// Options of a single run.
 #[derive(clap::Args, Clone)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// timgate, nginx, haproxy or direct.
     #[arg(long, default_value = "timgate")]
     pub proxy: String,
@@ -113,7 +113,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The side-by-side comparison.
-pub async fn compare(args: &Args, out: &mut Out) -> Result<(), String> {
+pub(crate) async fn compare(args: &Args, out: &mut Out) -> Result<(), String> {
     let dir = Workdir::new("passthrough")?;
     let bin = PathBuf::from(BIN);
     let latency = Duration::from_millis(args.latency_ms);
@@ -206,7 +206,7 @@ pub async fn compare(args: &Args, out: &mut Out) -> Result<(), String> {
 }
 
 /// One run against one proxy, with the emulator's view of the limits.
-pub async fn single(args: &RunArgs, out: &mut Out) -> Result<(), String> {
+pub(crate) async fn single(args: &RunArgs, out: &mut Out) -> Result<(), String> {
     let kind = Proxy::parse(&args.proxy).ok_or(format!("unknown proxy {}", args.proxy))?;
     let limits = if args.tencent_limits {
         Limits::Tencent

@@ -4,18 +4,18 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use loadgen::pacing::PacingReport;
+use loadgen::stack::Proxy;
 use serde_json::{Value, json};
-use timgate::loadgen::pacing::PacingReport;
-use timgate::loadgen::stack::Proxy;
 
 /// Where the tables go.
-pub struct Out {
+pub(crate) struct Out {
     markdown: Option<PathBuf>,
     text: String,
 }
 
 impl Out {
-    pub fn new(markdown: Option<PathBuf>) -> Out {
+    pub(crate) fn new(markdown: Option<PathBuf>) -> Out {
         Out {
             markdown,
             text: String::new(),
@@ -23,19 +23,19 @@ impl Out {
     }
 
     /// Prints a block of markdown and keeps it for the file.
-    pub fn block(&mut self, block: &str) {
+    pub(crate) fn block(&mut self, block: &str) {
         println!("{block}");
         self.text.push_str(block);
         self.text.push('\n');
     }
 
     /// Prints the JSON summary line of a mode.
-    pub fn summary(&self, value: Value) {
+    pub(crate) fn summary(&self, value: Value) {
         println!("{value}");
     }
 
     /// Describes the machine: CPU, cores, memory, kernel, and the proxies' versions.
-    pub fn machine(&mut self) {
+    pub(crate) fn machine(&mut self) {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -69,7 +69,7 @@ impl Out {
     }
 
     /// The pacing-accuracy table.
-    pub fn pacing_table(&mut self, seconds: u64, rows: &[(Proxy, PacingReport)]) {
+    pub(crate) fn pacing_table(&mut self, seconds: u64, rows: &[(Proxy, PacingReport)]) {
         let mut table = format!(
             "Pacing accuracy, {seconds} s: 1,000 cold groups and 5 hot ones, steady load with \
              bursts (app-bound first half, group-bound second half), Tencent's limits \
@@ -104,7 +104,7 @@ impl Out {
     }
 
     /// Writes the markdown file, if one was asked for.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(path) = &self.markdown
             && let Err(e) = std::fs::write(path, &self.text)
         {

@@ -19,7 +19,7 @@ use crate::upstream::{Reply, Upstream};
 
 /// One request on its way upstream.
 #[derive(Debug)]
-pub struct Job {
+pub(super) struct Job {
     /// `service/command`.
     pub api: Arc<str>,
     /// Whether a lost answer may be made good by sending again.
@@ -36,7 +36,7 @@ pub struct Job {
 
 /// What attempts need: the signer, the client, the pacer for retries, the policy and budgets.
 #[derive(Debug)]
-pub struct Forwarder {
+pub(super) struct Forwarder {
     signer: Arc<Signer>,
     upstream: Upstream,
     pacer: Pacer,
@@ -47,7 +47,7 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Bundles the collaborators of an attempt, with a retry budget per API.
-    pub fn new(
+    pub(super) fn new(
         signer: Arc<Signer>,
         upstream: Upstream,
         pacer: Pacer,
@@ -73,7 +73,7 @@ impl Forwarder {
 
     /// A reloaded retry policy and budget ratio; budgets of newly allowed APIs start fresh,
     /// the others keep their balance.
-    pub fn reconfigure(&self, config: &crate::config::Config, apis: &[Arc<str>]) {
+    pub(super) fn reconfigure(&self, config: &crate::config::Config, apis: &[Arc<str>]) {
         let policy = RetryPolicy::new(&config.retry, config.limits.window_guard);
         *self
             .policy
@@ -94,7 +94,7 @@ impl Forwarder {
 
     /// Sends the job now (the permit's slot has come), retrying as the policy allows, and returns
     /// the last outcome. The permit, and with it the group's lane, is released at the end.
-    pub async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Result<Reply, Error> {
+    pub(super) async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Result<Reply, Error> {
         let task = tokio::spawn(async move { self.run(job, permit).await });
         task.await
             .map_err(|e| Error::Internal(format!("the send task failed: {e}")))?
@@ -203,7 +203,7 @@ impl Forwarder {
     }
 
     /// Re-reads a rotated `secret_key_file`; see [`Signer::reload_key`].
-    pub fn reload_key(&self) -> bool {
+    pub(super) fn reload_key(&self) -> bool {
         let changed = self.signer.reload_key();
         if changed {
             self.metrics
@@ -220,7 +220,7 @@ impl Forwarder {
     }
 
     /// One signed attempt, now, with a fresh `random`.
-    pub async fn attempt(&self, api: &str, body: Bytes) -> Result<Reply, Error> {
+    pub(super) async fn attempt(&self, api: &str, body: Bytes) -> Result<Reply, Error> {
         let query = self.signer.query();
         let metrics = &self.metrics;
         let timer = metrics

@@ -25,7 +25,7 @@ pub(crate) enum Hold {
 
 impl Lanes {
     /// [`Lanes::claim_send_capped`] with the settings in force.
-    pub fn claim_send(
+    pub(crate) fn claim_send(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
@@ -39,7 +39,7 @@ impl Lanes {
     /// flight, and returns its instant (the permit lands it with that); or says what holds it,
     /// recording nothing. `settings` gives the caps: the full limits while a shared budget
     /// governs the totals and this replica may use all of it.
-    pub fn claim_send_capped(
+    pub(crate) fn claim_send_capped(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
@@ -88,7 +88,13 @@ impl Lanes {
 
     /// The call claimed at `sent` was answered (or given up on) `now`: it no longer flies, and,
     /// if the answer came later than the guard allows for, it counts in both logs as arriving now.
-    pub fn land(&mut self, api: &Arc<str>, group: Option<&Arc<str>>, sent: Instant, now: Instant) {
+    pub(crate) fn land(
+        &mut self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        sent: Instant,
+        now: Instant,
+    ) {
         let settings = self.settings;
         let full = self.full;
         let late = now.saturating_duration_since(sent) + std::time::Duration::from_secs(1)
@@ -109,7 +115,7 @@ impl Lanes {
 
     /// A claim was held until `at`: the request takes a new app slot from then, so that the
     /// requests held together leave spaced again, not all at `at`. Returns the new slot.
-    pub fn respace(&mut self, api: &Arc<str>, at: Instant, now: Instant) -> Instant {
+    pub(crate) fn respace(&mut self, api: &Arc<str>, at: Instant, now: Instant) -> Instant {
         let Some(app) = self.apps.get_mut(api) else {
             return at;
         };

@@ -18,14 +18,14 @@ const HORIZON: Duration = Duration::from_secs(2);
 
 /// Groups by the instant from which they may be forgotten, earliest first.
 #[derive(Debug, Default)]
-pub struct IdleQueue {
+pub(super) struct IdleQueue {
     in_order: VecDeque<(Instant, Arc<str>)>,
     out_of_order: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
 }
 
 impl IdleQueue {
     /// Adds `group`, forgettable from `at` (or a little later), as of `now`.
-    pub fn push(&mut self, at: Instant, group: Arc<str>, now: Instant) {
+    pub(super) fn push(&mut self, at: Instant, group: Arc<str>, now: Instant) {
         if at > now + HORIZON {
             self.out_of_order.push(Reverse((at, group)));
             return;
@@ -35,7 +35,7 @@ impl IdleQueue {
     }
 
     /// Takes the earliest group whose instant is at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Arc<str>> {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Arc<str>> {
         let fifo = self.in_order.front().map(|(at, _)| *at);
         let heap = self.out_of_order.peek().map(|Reverse((at, _))| *at);
         match (fifo, heap) {
@@ -49,13 +49,13 @@ impl IdleQueue {
 
     /// Entries held (a group may appear more than once).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.in_order.len() + self.out_of_order.len()
     }
 
     /// True when nothing is held.
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

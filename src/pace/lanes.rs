@@ -14,7 +14,7 @@ use super::send_log::SendLog;
 use crate::error::Error;
 
 /// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
-pub const TIMER_SLACK: Duration = Duration::from_millis(1);
+pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// One API's budget: GCRA with a burst of one, as the next instant a send may be reserved.
 #[derive(Debug)]
@@ -156,7 +156,7 @@ fn busy(estimate: Instant, now: Instant) -> Duration {
 
 impl Lanes {
     /// Empty lanes for the given APIs.
-    pub fn new(apis: &[Arc<str>], settings: &LaneSettings, now: Instant) -> Lanes {
+    pub(crate) fn new(apis: &[Arc<str>], settings: &LaneSettings, now: Instant) -> Lanes {
         let apps = apis
             .iter()
             .map(|api| (api.clone(), AppLane::new(settings, now)))
@@ -177,7 +177,7 @@ impl Lanes {
     /// Admits a request or refuses it at once: queues full, or its estimated send time (its place
     /// in line times the lane's spacing) past its deadline. Returns its id, how it proceeds, and
     /// that estimate.
-    pub fn admit(
+    pub(crate) fn admit(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
@@ -248,7 +248,7 @@ impl Lanes {
     }
 
     /// When the group's next write may leave (now for a new or rested group).
-    pub fn group_ready_at(&self, group: &Arc<str>, now: Instant) -> Instant {
+    pub(crate) fn group_ready_at(&self, group: &Arc<str>, now: Instant) -> Instant {
         self.groups.get(group).map_or(now, |lane| lane.tat.max(now))
     }
 
@@ -260,7 +260,7 @@ impl Lanes {
     /// (a fifth of an app interval). The schedule stays exactly spaced; actual sends trail it by
     /// at most the slack, which `window_guard_ms` covers. `first` is false for a retry, which
     /// was never counted as pending.
-    pub fn reserve(
+    pub(crate) fn reserve(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
@@ -286,20 +286,20 @@ impl Lanes {
     }
 
     /// An admitted request gave up before it had a slot.
-    pub fn unpend(&mut self, api: &Arc<str>) {
+    pub(crate) fn unpend(&mut self, api: &Arc<str>) {
         if let Some(app) = self.apps.get_mut(api) {
             app.pending = app.pending.saturating_sub(1);
         }
     }
 
     /// An admitted request leaves the queue: it is being sent, or it gave up.
-    pub fn unqueue(&mut self) {
+    pub(crate) fn unqueue(&mut self) {
         self.queued = self.queued.saturating_sub(1);
     }
 
     /// Removes a waiter from its group's queue. False if it was no longer there: it had already
     /// been handed the lane.
-    pub fn leave_queue(&mut self, group: &Arc<str>, id: u64) -> bool {
+    pub(crate) fn leave_queue(&mut self, group: &Arc<str>, id: u64) -> bool {
         let Some(lane) = self.groups.get_mut(group) else {
             return false;
         };
@@ -312,7 +312,7 @@ impl Lanes {
     }
 
     /// The write holding the group is done: hand the lane to the next live waiter, in order.
-    pub fn release(&mut self, group: &Arc<str>) {
+    pub(crate) fn release(&mut self, group: &Arc<str>) {
         let Some(lane) = self.groups.get_mut(group) else {
             return;
         };
@@ -333,7 +333,7 @@ impl Lanes {
     }
 
     /// The API lane's sending rate per second now.
-    pub fn app_rate(&self, api: &Arc<str>) -> Option<f64> {
+    pub(crate) fn app_rate(&self, api: &Arc<str>) -> Option<f64> {
         Some(self.apps.get(api)?.rate.per_second())
     }
 
@@ -341,7 +341,12 @@ impl Lanes {
     /// reservations reach; should Redis go away, this replica's local pacing waits until that
     /// slot has left the send window, so that its local sends never share a window with shared
     /// slots still to be sent.
-    pub fn follow_shared(&mut self, api: &Arc<str>, group: Option<&Arc<str>>, slot: Instant) {
+    pub(crate) fn follow_shared(
+        &mut self,
+        api: &Arc<str>,
+        group: Option<&Arc<str>>,
+        slot: Instant,
+    ) {
         let window = self.settings.send_window;
         if let Some(app) = self.apps.get_mut(api) {
             app.tat = app.tat.max(slot + window);
@@ -353,7 +358,7 @@ impl Lanes {
 
     /// Applies new settings (a configuration reload): bounds at once, and each lane's configured
     /// spacing, keeping every queue, slot and slowdown.
-    pub fn reconfigure(&mut self, settings: LaneSettings, full: LaneSettings) {
+    pub(crate) fn reconfigure(&mut self, settings: LaneSettings, full: LaneSettings) {
         self.settings = settings;
         self.full = full;
         // The next slot was set at the old spacing from the last send: move it to the new one.
@@ -377,7 +382,7 @@ impl Lanes {
 
     /// Tencent said "too fast" for this lane: slow it down. Returns the lane's new rate per
     /// second, or `None` if the lane is unknown.
-    pub fn slow_down(
+    pub(crate) fn slow_down(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
@@ -403,7 +408,7 @@ impl Lanes {
 
     /// Forgets groups whose last write's spacing has passed with nothing waiting: memory follows
     /// queued work, not the number of groups ever seen.
-    pub fn forget_idle(&mut self, now: Instant) {
+    pub(crate) fn forget_idle(&mut self, now: Instant) {
         while let Some(group) = self.idle.pop_due(now) {
             let Some(lane) = self.groups.get_mut(&group) else {
                 continue;

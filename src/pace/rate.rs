@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long a lane stays slowed before it starts to recover.
-pub const COOL_DOWN: Duration = Duration::from_secs(5);
+pub(super) const COOL_DOWN: Duration = Duration::from_secs(5);
 /// How often a recovering lane takes a step back up.
-pub const STEP: Duration = Duration::from_secs(1);
+pub(super) const STEP: Duration = Duration::from_secs(1);
 /// How long the ceiling holds after the last throttling answer.
-pub const CEILING_HOLD: Duration = Duration::from_secs(60);
+pub(super) const CEILING_HOLD: Duration = Duration::from_secs(60);
 /// Each step adds this share of the configured rate.
 const STEP_SHARE: f64 = 0.1;
 /// A lane never slows below this share of the configured rate.
@@ -25,7 +25,7 @@ const CEILING_SHARE: f64 = 0.8;
 
 /// A lane's current spacing and its way back to the configured one.
 #[derive(Debug, Clone)]
-pub struct Rate {
+pub(crate) struct Rate {
     base: Duration,
     current: Duration,
     /// When the next recovery step is due.
@@ -38,7 +38,7 @@ pub struct Rate {
 
 impl Rate {
     /// A lane at its configured spacing.
-    pub fn new(base: Duration, now: Instant) -> Rate {
+    pub(crate) fn new(base: Duration, now: Instant) -> Rate {
         Rate {
             base,
             current: base,
@@ -49,7 +49,7 @@ impl Rate {
     }
 
     /// The spacing to use now, after any recovery steps that are due.
-    pub fn interval(&mut self, now: Instant) -> Duration {
+    pub(crate) fn interval(&mut self, now: Instant) -> Duration {
         if self.ceiling.is_some_and(|(_, until)| now >= until) {
             self.ceiling = None;
         }
@@ -71,7 +71,7 @@ impl Rate {
 
     /// A new configured spacing (a reload): an unslowed lane takes it at once; a slowed one
     /// keeps its slowdown, but never runs faster than the new spacing allows.
-    pub fn set_base(&mut self, base: Duration) {
+    pub(crate) fn set_base(&mut self, base: Duration) {
         let slowed = self.current > self.base;
         self.base = base;
         if !slowed || self.current < base {
@@ -80,7 +80,7 @@ impl Rate {
     }
 
     /// The spacing as it stands, without recovering (for estimates).
-    pub fn current(&self) -> Duration {
+    pub(crate) fn current(&self) -> Duration {
         self.current
     }
 
@@ -88,7 +88,7 @@ impl Rate {
     /// cap recovery at 80% of the rate that was too fast. Answers within a second of the last
     /// slowdown are about sends made before it and do not slow the lane again. Returns whether
     /// the lane was slowed.
-    pub fn slow_down(&mut self, now: Instant) -> bool {
+    pub(crate) fn slow_down(&mut self, now: Instant) -> bool {
         if self
             .last_slowdown
             .is_some_and(|last| now < last + SAME_EPISODE)
@@ -107,12 +107,12 @@ impl Rate {
     }
 
     /// True while slower than configured or held under a ceiling.
-    pub fn is_slowed(&self) -> bool {
+    pub(crate) fn is_slowed(&self) -> bool {
         self.current > self.base || self.ceiling.is_some()
     }
 
     /// Sends per second at the current spacing.
-    pub fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         1.0 / self.current.as_secs_f64()
     }
 }

@@ -58,7 +58,7 @@ impl Close {
 /// What the listener knows of one open connection. Shared by the connection's task, its IO
 /// wrapper (which notes bytes read) and its service (which counts requests).
 #[derive(Debug)]
-pub struct ConnState {
+pub(super) struct ConnState {
     opened: Instant,
     in_flight: AtomicU32,
     served: AtomicBool,
@@ -75,7 +75,7 @@ pub struct ConnState {
 
 impl ConnState {
     /// A connection accepted now.
-    pub fn new() -> ConnState {
+    pub(super) fn new() -> ConnState {
         ConnState {
             opened: Instant::now(),
             in_flight: AtomicU32::new(0),
@@ -97,7 +97,7 @@ impl ConnState {
     }
 
     /// Notes `n` bytes read, `first` being the very first read of the connection.
-    pub fn read(&self, bytes: &[u8], first: bool) {
+    pub(super) fn read(&self, bytes: &[u8], first: bool) {
         if first && bytes.starts_with(b"PRI * HTTP/2") {
             self.h2.store(true, Ordering::Relaxed);
         }
@@ -113,13 +113,13 @@ impl ConnState {
     }
 
     /// A request's header is complete and its handler starts.
-    pub fn begin(&self) {
+    pub(super) fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.pending_since.store(NONE, Ordering::Relaxed);
     }
 
     /// A request's handler has its answer (or was dropped).
-    pub fn end(&self) {
+    pub(super) fn end(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Relaxed);
             self.pending_since.store(NONE, Ordering::Relaxed);
@@ -130,17 +130,17 @@ impl ConnState {
 
     /// True while a request is in flight: such a connection is never closed by a timer or an
     /// eviction.
-    pub fn busy(&self) -> bool {
+    pub(super) fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
     }
 
     /// True for an HTTP/2 (prior knowledge) connection.
-    pub fn is_h2(&self) -> bool {
+    pub(super) fn is_h2(&self) -> bool {
         self.h2.load(Ordering::Relaxed)
     }
 
     /// Picks this connection for eviction; false if it is busy or already picked.
-    pub fn evict(&self) -> bool {
+    pub(super) fn evict(&self) -> bool {
         if self.busy() || self.evicted.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -149,13 +149,13 @@ impl ConnState {
     }
 
     /// True once picked for eviction.
-    pub fn evicted(&self) -> bool {
+    pub(super) fn evicted(&self) -> bool {
         self.evicted.load(Ordering::Acquire)
     }
 
     /// When the connection must be closed under `timeouts` and why, if nothing happens first;
     /// None while a request is in flight or when no timeout applies.
-    pub fn deadline(&self, timeouts: &Timeouts) -> Option<(Instant, Close)> {
+    pub(super) fn deadline(&self, timeouts: &Timeouts) -> Option<(Instant, Close)> {
         if self.busy() {
             return None;
         }
@@ -191,11 +191,11 @@ impl Default for ConnState {
 
 /// Counts a request in flight on its connection for as long as it lives.
 #[derive(Debug)]
-pub struct InFlight(std::sync::Arc<ConnState>);
+pub(super) struct InFlight(std::sync::Arc<ConnState>);
 
 impl InFlight {
     /// Starts counting a request on `conn`.
-    pub fn new(conn: std::sync::Arc<ConnState>) -> InFlight {
+    pub(super) fn new(conn: std::sync::Arc<ConnState>) -> InFlight {
         conn.begin();
         InFlight(conn)
     }

@@ -14,7 +14,7 @@ use super::conn::ConnState;
 
 /// A stream whose reads are reported to its [`ConnState`].
 #[derive(Debug)]
-pub struct Tracked<S> {
+pub(super) struct Tracked<S> {
     inner: S,
     conn: Arc<ConnState>,
     first: bool,
@@ -24,7 +24,11 @@ pub struct Tracked<S> {
 impl<S> Tracked<S> {
     /// Wraps `inner`, reporting to `conn`, yielding `prefix` (bytes already read from it, or
     /// none) first.
-    pub fn with_prefix(prefix: bytes::BytesMut, inner: S, conn: Arc<ConnState>) -> Tracked<S> {
+    pub(super) fn with_prefix(
+        prefix: bytes::BytesMut,
+        inner: S,
+        conn: Arc<ConnState>,
+    ) -> Tracked<S> {
         Tracked {
             inner,
             conn,

@@ -12,7 +12,7 @@ use crate::metrics::ListenerMetrics;
 
 /// The open connections of one listener.
 #[derive(Debug)]
-pub struct Registry {
+pub(super) struct Registry {
     conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
     next_id: AtomicU64,
     permits: Arc<Semaphore>,
@@ -22,7 +22,7 @@ pub struct Registry {
 
 /// A connection's place in its registry; dropping it frees the place.
 #[derive(Debug)]
-pub struct Place {
+pub(super) struct Place {
     registry: Arc<Registry>,
     id: u64,
     _permit: OwnedSemaphorePermit,
@@ -30,7 +30,7 @@ pub struct Place {
 
 impl Registry {
     /// A registry holding at most `cap` connections (at least 1).
-    pub fn new(cap: usize, metrics: Option<ListenerMetrics>) -> Arc<Registry> {
+    pub(super) fn new(cap: usize, metrics: Option<ListenerMetrics>) -> Arc<Registry> {
         let cap = cap.clamp(1, Semaphore::MAX_PERMITS);
         if let Some(m) = &metrics {
             m.max.set(cap as i64);
@@ -51,12 +51,12 @@ impl Registry {
     }
 
     /// A permit for one more connection now, if the cap allows.
-    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+    pub(super) fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
 
     /// Waits for a permit (another connection closes).
-    pub async fn permit(&self) -> OwnedSemaphorePermit {
+    pub(super) async fn permit(&self) -> OwnedSemaphorePermit {
         match self.permits.clone().acquire_owned().await {
             Ok(permit) => permit,
             // The semaphore is never closed; should it be, wait forever rather than over-admit.
@@ -66,12 +66,12 @@ impl Registry {
 
     /// Picks the oldest connection with nothing in flight to be closed, making room at the cap.
     /// False when every connection is busy: the new one then waits for a place.
-    pub fn evict_oldest_idle(&self) -> bool {
+    pub(super) fn evict_oldest_idle(&self) -> bool {
         self.conns().values().any(|conn| conn.evict())
     }
 
     /// Enters a new connection, holding `permit` until it closes.
-    pub fn enter(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> (Arc<ConnState>, Place) {
+    pub(super) fn enter(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> (Arc<ConnState>, Place) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(ConnState::new());
         self.conns().insert(id, conn.clone());
@@ -87,19 +87,19 @@ impl Registry {
     }
 
     /// Counts a connection the listener closed itself.
-    pub fn closed_by_us(&self, reason: &'static str) {
+    pub(super) fn closed_by_us(&self, reason: &'static str) {
         if let Some(m) = &self.metrics {
             m.closed(reason);
         }
     }
 
     /// Connections open now.
-    pub fn open(&self) -> usize {
+    pub(super) fn open(&self) -> usize {
         self.conns().len()
     }
 
     /// Resolves once no connection is open.
-    pub async fn all_closed(&self) {
+    pub(super) async fn all_closed(&self) {
         loop {
             let notified = self.all_closed.notified();
             tokio::pin!(notified);

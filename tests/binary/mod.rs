@@ -9,13 +9,13 @@ use std::process::{Child, Command, Stdio};
 use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY};
 
 /// A port free on 127.0.0.1 now.
-pub fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
 }
 
 /// A child process, killed and reaped when dropped.
-pub struct Killed(pub Child);
+pub(crate) struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for Killed {
 
 /// Starts `timgate args`, under `prlimit --nofile=N:N` when `nofile` is given, with the
 /// developer's TIMGATE__ variables removed and `env` set. Output is dropped.
-pub fn spawn(nofile: Option<u64>, args: &[&str], env: &[(&str, String)]) -> Killed {
+pub(crate) fn spawn(nofile: Option<u64>, args: &[&str], env: &[(&str, String)]) -> Killed {
     let bin = env!("CARGO_BIN_EXE_timgate");
     let mut command = match nofile {
         Some(n) => {
@@ -51,7 +51,7 @@ pub fn spawn(nofile: Option<u64>, args: &[&str], env: &[(&str, String)]) -> Kill
 
 /// The environment of a gateway on `proxy` and `admin` in front of the emulator at `emulator`,
 /// logging warnings only.
-pub fn gateway_env(
+pub(crate) fn gateway_env(
     emulator: SocketAddr,
     proxy: SocketAddr,
     admin: SocketAddr,

@@ -11,24 +11,24 @@ use serde_json::Value;
 use crate::tools;
 
 /// The liveness path the manifests must probe.
-pub const HEALTHZ: &str = "/healthz";
+pub(crate) const HEALTHZ: &str = "/healthz";
 /// The readiness path the manifests must probe.
-pub const READYZ: &str = "/readyz";
+pub(crate) const READYZ: &str = "/readyz";
 /// The path Prometheus must scrape.
-pub const METRICS: &str = "/metrics";
+pub(crate) const METRICS: &str = "/metrics";
 
 /// Measured: resident memory of an idle gateway (`cargo bench --bench load -- memory`).
-pub const IDLE_RSS_BYTES: u64 = 22_000_000;
+pub(crate) const IDLE_RSS_BYTES: u64 = 22_000_000;
 /// Measured: extra resident memory per caller waiting over HTTP/1.1, its connection included
 /// (4.77-4.93 KiB in the same benchmark).
-pub const HELD_CALLER_BYTES: u64 = 5_100;
+pub(crate) const HELD_CALLER_BYTES: u64 = 5_100;
 /// The share of the memory budget past which new requests are refused (`memory::REFUSE_AT`).
-pub const REFUSE_AT: f64 = timgate::memory::REFUSE_AT;
+pub(crate) const REFUSE_AT: f64 = timgate::memory::REFUSE_AT;
 /// Callers a container's limit must let wait before refusals start.
-pub const MIN_HELD_CALLERS: u64 = 10_000;
+pub(crate) const MIN_HELD_CALLERS: u64 = 10_000;
 
 /// `server.listen` and `server.admin_listen` as the binary's own loader reads the defaults.
-pub fn default_listeners() -> (SocketAddr, SocketAddr) {
+pub(crate) fn default_listeners() -> (SocketAddr, SocketAddr) {
     // The identity keys are required; they do not touch the listeners.
     let config = timgate::config::Config::from_toml("[tencent]\nsdkappid = 1\nsecret_key = \"k\"")
         .expect("the built-in defaults load");
@@ -36,7 +36,7 @@ pub fn default_listeners() -> (SocketAddr, SocketAddr) {
 }
 
 /// The paths src/admin.rs answers: the string literals that open a match arm.
-pub fn admin_paths() -> BTreeSet<String> {
+pub(crate) fn admin_paths() -> BTreeSet<String> {
     let source = std::fs::read_to_string(tools::repo().join("src/admin.rs")).expect("src/admin.rs");
     source
         .lines()
@@ -48,14 +48,14 @@ pub fn admin_paths() -> BTreeSet<String> {
 }
 
 /// config/default.toml as JSON: every key with its default.
-pub fn defaults(python: &Path) -> Value {
+pub(crate) fn defaults(python: &Path) -> Value {
     let text = std::fs::read_to_string(tools::repo().join("config/default.toml"))
         .expect("config/default.toml");
     tools::toml(python, &text)
 }
 
 /// Every `section.key` of a TOML document (as JSON), tables flattened; arrays are values.
-pub fn keys(toml: &Value) -> BTreeSet<String> {
+pub(crate) fn keys(toml: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     if let Value::Object(sections) = toml {
         for (section, value) in sections {
@@ -76,7 +76,7 @@ pub fn keys(toml: &Value) -> BTreeSet<String> {
 }
 
 /// `TIMGATE__SECTION__KEY` as `section.key`; `None` for a name of another shape.
-pub fn env_key(name: &str) -> Option<String> {
+pub(crate) fn env_key(name: &str) -> Option<String> {
     let rest = name.strip_prefix("TIMGATE__")?;
     let (section, key) = rest.split_once("__")?;
     (!section.is_empty() && !key.is_empty() && !key.contains("__"))
@@ -85,7 +85,7 @@ pub fn env_key(name: &str) -> Option<String> {
 
 /// `check-config` with a config file and environment, as a pod would run it (nothing inherited
 /// from the developer's TIMGATE__ variables).
-pub fn check_config(config: &Path, env: &[(String, String)]) -> Output {
+pub(crate) fn check_config(config: &Path, env: &[(String, String)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_timgate"));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TIMGATE__") || k == "RUST_LOG")
     {
@@ -100,7 +100,7 @@ pub fn check_config(config: &Path, env: &[(String, String)]) -> Output {
 }
 
 /// The listeners `check-config` printed (`  listen A  admin B`).
-pub fn printed_listeners(stdout: &str) -> Option<(SocketAddr, SocketAddr)> {
+pub(crate) fn printed_listeners(stdout: &str) -> Option<(SocketAddr, SocketAddr)> {
     let line = stdout
         .lines()
         .find(|l| l.trim_start().starts_with("listen "))?;

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::tools;
 
 /// One YAML file and its documents.
-pub struct File {
+pub(crate) struct File {
     /// Relative to the repository root.
     pub path: PathBuf,
     /// Its documents, in order.
@@ -21,7 +21,7 @@ pub struct File {
 }
 
 /// A kustomization rendered: what `kubectl apply -k` would send.
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// Its directory, relative to deploy/kubernetes (e.g. `shared`).
     pub name: String,
     /// The documents.
@@ -29,7 +29,7 @@ pub struct Rendered {
 }
 
 /// Everything under deploy/kubernetes.
-pub struct Manifests {
+pub(crate) struct Manifests {
     /// Every YAML file, kustomizations included.
     pub files: Vec<File>,
     /// Every kustomization rendered, or `None` where no kustomize is installed.
@@ -37,12 +37,12 @@ pub struct Manifests {
 }
 
 /// deploy/kubernetes.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     tools::repo().join("deploy/kubernetes")
 }
 
 /// Every file under `dir` whose name ends with one of `exts`, sorted.
-pub fn walk(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -63,7 +63,7 @@ pub fn walk(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
 }
 
 /// The manifests, parsed once for all the tests of this binary; `None` without python3.
-pub fn manifests() -> Option<&'static Manifests> {
+pub(crate) fn manifests() -> Option<&'static Manifests> {
     static MANIFESTS: OnceLock<Option<Manifests>> = OnceLock::new();
     let python = tools::python()?;
     let manifests = MANIFESTS.get_or_init(|| {
@@ -92,7 +92,7 @@ pub fn manifests() -> Option<&'static Manifests> {
 }
 
 /// Whether `file` is a kustomization rather than a resource.
-pub fn is_kustomization(file: &File) -> bool {
+pub(crate) fn is_kustomization(file: &File) -> bool {
     file.path
         .file_name()
         .is_some_and(|n| n == "kustomization.yaml" || n == "kustomization.yml")
@@ -124,7 +124,7 @@ fn render(kustomize: &[PathBuf], python: &Path, dir: &Path) -> Rendered {
 
 /// The files a kustomization names: `(resources, patches)`, as paths relative to the repo root.
 /// Directory resources are left out: their own kustomization names their files.
-pub fn references(file: &File) -> (Vec<PathBuf>, Vec<PathBuf>) {
+pub(crate) fn references(file: &File) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let dir = file.path.parent().expect("a dir");
     let doc = file.docs.first().cloned().unwrap_or(Value::Null);
     let paths = |values: Vec<&Value>| -> Vec<PathBuf> {
@@ -170,17 +170,17 @@ fn normalize(path: &Path) -> PathBuf {
 // === documents ===
 
 /// `doc[a][b]...` as a string, or "".
-pub fn str_at<'a>(doc: &'a Value, path: &[&str]) -> &'a str {
+pub(crate) fn str_at<'a>(doc: &'a Value, path: &[&str]) -> &'a str {
     at(doc, path).and_then(Value::as_str).unwrap_or("")
 }
 
 /// `doc[a][b]...`.
-pub fn at<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a Value> {
+pub(crate) fn at<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(doc, |v, key| v.get(key))
 }
 
 /// `doc[a][b]...` as a list (empty when absent).
-pub fn list<'a>(doc: &'a Value, path: &[&str]) -> &'a [Value] {
+pub(crate) fn list<'a>(doc: &'a Value, path: &[&str]) -> &'a [Value] {
     at(doc, path)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
@@ -188,7 +188,7 @@ pub fn list<'a>(doc: &'a Value, path: &[&str]) -> &'a [Value] {
 }
 
 /// `kind/name`, for messages.
-pub fn id(doc: &Value) -> String {
+pub(crate) fn id(doc: &Value) -> String {
     format!(
         "{}/{}",
         str_at(doc, &["kind"]),
@@ -198,7 +198,7 @@ pub fn id(doc: &Value) -> String {
 
 /// Whether `api_version` belongs to Kubernetes itself (core, `apps`, `*.k8s.io`, ...), whose
 /// schemas kubernetes-validate has, rather than to a CRD (`monitoring.coreos.com/v1`, ...).
-pub fn is_builtin(api_version: &str) -> bool {
+pub(crate) fn is_builtin(api_version: &str) -> bool {
     match api_version.split_once('/') {
         None => true,
         Some((group, _)) => !group.contains('.') || group.ends_with(".k8s.io"),
@@ -206,19 +206,22 @@ pub fn is_builtin(api_version: &str) -> bool {
 }
 
 /// The documents of `kind` in `docs`.
-pub fn of_kind<'a>(docs: &'a [Value], kind: &str) -> impl Iterator<Item = &'a Value> + use<'a> {
+pub(crate) fn of_kind<'a>(
+    docs: &'a [Value],
+    kind: &str,
+) -> impl Iterator<Item = &'a Value> + use<'a> {
     let kind = kind.to_string();
     docs.iter().filter(move |d| str_at(d, &["kind"]) == kind)
 }
 
 /// The document of `kind` called `name`.
-pub fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+pub(crate) fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
     of_kind(docs, kind).find(|d| str_at(d, &["metadata", "name"]) == name)
 }
 
 /// Whether `labels` carry every pair of `selector` (an empty selector selects nothing here: none of
 /// ours should be empty).
-pub fn selects(selector: Option<&Value>, labels: Option<&Value>) -> bool {
+pub(crate) fn selects(selector: Option<&Value>, labels: Option<&Value>) -> bool {
     let (Some(Value::Object(selector)), Some(Value::Object(labels))) = (selector, labels) else {
         return false;
     };
@@ -226,7 +229,7 @@ pub fn selects(selector: Option<&Value>, labels: Option<&Value>) -> bool {
 }
 
 /// A workload with a pod template (or a bare Pod): the document and its pod spec and labels.
-pub struct PodTemplate<'a> {
+pub(crate) struct PodTemplate<'a> {
     /// The Deployment, StatefulSet, ...
     pub workload: &'a Value,
     /// `spec.template.spec`.
@@ -236,7 +239,7 @@ pub struct PodTemplate<'a> {
 }
 
 /// Every pod template in `docs`.
-pub fn pod_templates(docs: &[Value]) -> Vec<PodTemplate<'_>> {
+pub(crate) fn pod_templates(docs: &[Value]) -> Vec<PodTemplate<'_>> {
     docs.iter()
         .filter_map(|doc| {
             if str_at(doc, &["kind"]) == "Pod" {
@@ -256,7 +259,7 @@ pub fn pod_templates(docs: &[Value]) -> Vec<PodTemplate<'_>> {
 }
 
 /// Every container of a pod spec, init containers first, with whether it is one.
-pub fn containers(spec: &Value) -> impl Iterator<Item = (&Value, bool)> {
+pub(crate) fn containers(spec: &Value) -> impl Iterator<Item = (&Value, bool)> {
     list(spec, &["initContainers"])
         .iter()
         .map(|c| (c, true))
@@ -264,7 +267,7 @@ pub fn containers(spec: &Value) -> impl Iterator<Item = (&Value, bool)> {
 }
 
 /// Whether a container runs the timgate image.
-pub fn is_timgate(container: &Value) -> bool {
+pub(crate) fn is_timgate(container: &Value) -> bool {
     let image = str_at(container, &["image"]);
     let repository = image.rsplit('/').next().unwrap_or("");
     repository == "timgate"
@@ -273,7 +276,7 @@ pub fn is_timgate(container: &Value) -> bool {
 }
 
 /// A container port given by number or by name, as a number, looked up in `containers`.
-pub fn resolve_port<'a>(
+pub(crate) fn resolve_port<'a>(
     port: &Value,
     mut containers: impl Iterator<Item = &'a Value>,
 ) -> Option<u16> {
@@ -291,7 +294,7 @@ pub fn resolve_port<'a>(
 }
 
 /// A key of a Secret (`stringData`, else base64 `data`) or a ConfigMap (`data`).
-pub fn data_value(doc: &Value, key: &str) -> Option<String> {
+pub(crate) fn data_value(doc: &Value, key: &str) -> Option<String> {
     if let Some(value) = at(doc, &["stringData", key]).and_then(Value::as_str) {
         return Some(value.to_string());
     }
@@ -306,7 +309,7 @@ pub fn data_value(doc: &Value, key: &str) -> Option<String> {
 }
 
 /// The keys of a Secret or ConfigMap.
-pub fn data_keys(doc: &Value) -> BTreeSet<String> {
+pub(crate) fn data_keys(doc: &Value) -> BTreeSet<String> {
     ["data", "stringData"]
         .iter()
         .filter_map(|k| doc.get(*k).and_then(Value::as_object))
@@ -316,7 +319,7 @@ pub fn data_keys(doc: &Value) -> BTreeSet<String> {
 }
 
 /// A memory quantity (`192Mi`, `200M`, `1Gi`, `65536`) in bytes.
-pub fn bytes(quantity: &str) -> Option<u64> {
+pub(crate) fn bytes(quantity: &str) -> Option<u64> {
     const SUFFIXES: [(&str, u64); 8] = [
         ("Ki", 1 << 10),
         ("Mi", 1 << 20),

@@ -17,7 +17,7 @@ use crate::tools;
 
 /// What one timgate container turned out to be, for the checks of each variant.
 #[derive(Debug)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// `kind/name` of its workload.
     pub workload: String,
     /// An init container with `restartPolicy: Always`.
@@ -37,7 +37,7 @@ pub struct Summary {
 }
 
 /// Checks one timgate container of `pod`; appends what is wrong to `problems`.
-pub fn check(
+pub(crate) fn check(
     docs: &[Value],
     pod: &PodTemplate<'_>,
     container: &Value,

@@ -12,7 +12,7 @@ use crate::kube::{self, at, list, str_at};
 
 /// Where a mounted file or an environment value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Written in the manifest itself.
     Literal,
     /// A ConfigMap.
@@ -22,7 +22,7 @@ pub enum Source {
 }
 
 /// A container's files and environment.
-pub struct Runtime {
+pub(crate) struct Runtime {
     /// Every file mounted from a ConfigMap or Secret, by its path in the container.
     pub files: BTreeMap<PathBuf, (Source, String)>,
     /// Every environment variable, with its value and where it comes from.
@@ -32,7 +32,7 @@ pub struct Runtime {
 impl Runtime {
     /// What `container` of the pod `spec` sees, looking objects up in `docs`; reports references
     /// to objects that are not there.
-    pub fn of(
+    pub(crate) fn of(
         docs: &[Value],
         spec: &Value,
         container: &Value,
@@ -45,13 +45,13 @@ impl Runtime {
     }
 
     /// Where the variable `name` comes from, if it is set.
-    pub fn env_source(&self, name: &str) -> Option<Source> {
+    pub(crate) fn env_source(&self, name: &str) -> Option<Source> {
         self.env.get(name).map(|(_, source)| *source)
     }
 
     /// The configuration: `defaults` (config/default.toml as JSON), then `file` (the parsed
     /// --config TOML), then the TIMGATE__ variables.
-    pub fn config(&self, defaults: &Value, file: &Value) -> Value {
+    pub(crate) fn config(&self, defaults: &Value, file: &Value) -> Value {
         let mut config = defaults.clone();
         merge(&mut config, file);
         for (name, (value, _)) in &self.env {
@@ -63,7 +63,7 @@ impl Runtime {
     }
 
     /// The TIMGATE__ variables, to run the binary with.
-    pub fn timgate_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn timgate_env(&self) -> Vec<(String, String)> {
         self.env
             .iter()
             .filter(|(name, _)| name.starts_with("TIMGATE__"))
@@ -72,7 +72,7 @@ impl Runtime {
     }
 
     /// Writes every mounted file under `root`, at [`local`] paths.
-    pub fn materialize(&self, root: &Path) {
+    pub(crate) fn materialize(&self, root: &Path) {
         for (path, (_, content)) in &self.files {
             let file = local(root, path);
             std::fs::create_dir_all(file.parent().expect("a dir")).expect("mkdir");
@@ -82,12 +82,12 @@ impl Runtime {
 }
 
 /// The container path `path` under `root`.
-pub fn local(root: &Path, path: &Path) -> PathBuf {
+pub(crate) fn local(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 /// `--config FILE` or `--config=FILE` in the container's command and args.
-pub fn config_arg(container: &Value) -> Option<PathBuf> {
+pub(crate) fn config_arg(container: &Value) -> Option<PathBuf> {
     let words: Vec<&str> = list(container, &["command"])
         .iter()
         .chain(list(container, &["args"]))

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 /// The repository root.
-pub fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -54,7 +54,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// The first executable called `name` in the search directories.
-pub fn find(name: &str) -> Option<PathBuf> {
+pub(crate) fn find(name: &str) -> Option<PathBuf> {
     search_dirs()
         .iter()
         .map(|dir| dir.join(name))
@@ -62,7 +62,7 @@ pub fn find(name: &str) -> Option<PathBuf> {
 }
 
 /// Says that a check is skipped for want of `tool`, or fails when tools are required.
-pub fn missing(tool: &str) {
+pub(crate) fn missing(tool: &str) {
     assert!(
         !tools_required(),
         "{tool} not found, and TIMGATE_REQUIRE_TOOLS=1 (install: pip install kubernetes-validate \
@@ -72,7 +72,7 @@ pub fn missing(tool: &str) {
 }
 
 /// `find(name)`, or `missing(name)` and `None`.
-pub fn require(name: &str) -> Option<PathBuf> {
+pub(crate) fn require(name: &str) -> Option<PathBuf> {
     let found = find(name);
     if found.is_none() {
         missing(name);
@@ -81,14 +81,14 @@ pub fn require(name: &str) -> Option<PathBuf> {
 }
 
 /// Runs `command` and returns its output, panicking only if it cannot be started.
-pub fn run(command: &mut Command) -> Output {
+pub(crate) fn run(command: &mut Command) -> Output {
     command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
 /// Both streams of `output`, for assertion messages.
-pub fn both(output: &Output) -> String {
+pub(crate) fn both(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -111,7 +111,7 @@ json.dump(out, sys.stdout, default=str)
 "#;
 
 /// python3 with PyYAML and tomllib (3.11+), or `None` after saying it is missing.
-pub fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     let found = PYTHON.get_or_init(|| {
         find("python3").filter(|python| {
@@ -152,7 +152,7 @@ fn python_parse(python: &Path, mode: &str, files: &[PathBuf], stdin: Option<&str
 }
 
 /// The YAML documents of each file, in order.
-pub fn yaml_files(python: &Path, files: &[PathBuf]) -> Vec<Vec<Value>> {
+pub(crate) fn yaml_files(python: &Path, files: &[PathBuf]) -> Vec<Vec<Value>> {
     if files.is_empty() {
         return Vec::new();
     }
@@ -161,19 +161,19 @@ pub fn yaml_files(python: &Path, files: &[PathBuf]) -> Vec<Vec<Value>> {
 }
 
 /// The YAML documents of a text (a rendered kustomization).
-pub fn yaml_text(python: &Path, text: &str) -> Vec<Value> {
+pub(crate) fn yaml_text(python: &Path, text: &str) -> Vec<Value> {
     let parsed = python_parse(python, "yaml", &[], Some(text));
     let mut texts: Vec<Vec<Value>> = serde_json::from_value(parsed).expect("one list of documents");
     texts.pop().expect("one text")
 }
 
 /// A TOML document as JSON.
-pub fn toml(python: &Path, text: &str) -> Value {
+pub(crate) fn toml(python: &Path, text: &str) -> Value {
     python_parse(python, "toml", &[], Some(text))
 }
 
 /// How to render a kustomization here: `kubectl kustomize` or a standalone `kustomize build`.
-pub fn kustomize() -> Option<Vec<PathBuf>> {
+pub(crate) fn kustomize() -> Option<Vec<PathBuf>> {
     static KUSTOMIZE: OnceLock<Option<Vec<PathBuf>>> = OnceLock::new();
     let found = KUSTOMIZE.get_or_init(|| {
         if let Some(kubectl) = find("kubectl") {

@@ -10,7 +10,7 @@ use crate::kube::{self, at, list, str_at};
 /// Appends to `problems` what is wrong with the Services, ServiceMonitors and PDBs of `docs`.
 /// `admin_port` is the binary's admin port: what a ServiceMonitor must end up scraping. A render
 /// without any workload (a base) is judged only on what it holds: its pods come from overlays.
-pub fn check(docs: &[Value], admin_port: u16, problems: &mut Vec<String>) {
+pub(crate) fn check(docs: &[Value], admin_port: u16, problems: &mut Vec<String>) {
     let pods = kube::pod_templates(docs);
     for monitor in kube::of_kind(docs, "ServiceMonitor") {
         check_monitor(docs, monitor, admin_port, problems);
@@ -132,7 +132,7 @@ fn check_monitor(docs: &[Value], monitor: &Value, admin_port: u16, problems: &mu
 }
 
 /// A CRD object (no schema here): a `group/version` apiVersion, a kind, a DNS-1123 name.
-pub fn check_crd(doc: &Value, problems: &mut Vec<String>) {
+pub(crate) fn check_crd(doc: &Value, problems: &mut Vec<String>) {
     let api_version = str_at(doc, &["apiVersion"]);
     let kind = str_at(doc, &["kind"]);
     let name = str_at(doc, &["metadata", "name"]);

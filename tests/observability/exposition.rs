@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// One sample of the Prometheus text exposition.
 #[derive(Debug)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// The series name, with any `_bucket`, `_sum` or `_count`.
     pub name: String,
     /// Its labels, unescaped.
@@ -61,7 +61,7 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
 }
 
 /// The exported samples, looked up by name and exact label set.
-pub struct Scrape {
+pub(crate) struct Scrape {
     /// The exposition as served.
     pub text: String,
     /// Its samples, in order.
@@ -70,14 +70,14 @@ pub struct Scrape {
 
 impl Scrape {
     /// Reads an exposition.
-    pub fn new(text: String) -> Scrape {
+    pub(crate) fn new(text: String) -> Scrape {
         Scrape {
             samples: parse_exposition(&text),
             text,
         }
     }
 
-    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let want: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -89,7 +89,7 @@ impl Scrape {
     }
 
     /// The value of a series that must be exported.
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         let value = self.find(name, labels).unwrap_or_else(|| {
             let family: Vec<_> = self.samples.iter().filter(|s| s.name == name).collect();
             panic!("{name}{labels:?} is not exported; its series: {family:?}")
@@ -98,7 +98,12 @@ impl Scrape {
     }
 
     /// The values of `label` over the series of `name` that carry `with`.
-    pub fn label_values(&self, name: &str, with: (&str, &str), label: &str) -> BTreeSet<String> {
+    pub(crate) fn label_values(
+        &self,
+        name: &str,
+        with: (&str, &str),
+        label: &str,
+    ) -> BTreeSet<String> {
         self.samples
             .iter()
             .filter(|s| s.name == name && s.labels.get(with.0).map(String::as_str) == Some(with.1))
@@ -108,7 +113,7 @@ impl Scrape {
 
     /// Whether a metric name used in a query is exported: a sample name, or a family name after
     /// stripping a histogram's `_bucket`, `_sum` or `_count`.
-    pub fn exports(&self, name: &str) -> bool {
+    pub(crate) fn exports(&self, name: &str) -> bool {
         let families: BTreeSet<&str> = self
             .text
             .lines()

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::tools::root;
 
 /// The dashboard's JSON model.
-pub fn dashboard() -> Value {
+pub(crate) fn dashboard() -> Value {
     let path = root().join("deploy/grafana/timgate.json");
     let text = std::fs::read_to_string(&path).expect("dashboard exists");
     serde_json::from_str(&text).expect("the dashboard is JSON")
@@ -31,14 +31,14 @@ fn exprs(value: &Value, out: &mut Vec<String>) {
 }
 
 /// Every query of every panel, as Grafana sends it (variables unexpanded).
-pub fn dashboard_exprs() -> Vec<String> {
+pub(crate) fn dashboard_exprs() -> Vec<String> {
     let mut out = Vec::new();
     exprs(&dashboard()["panels"], &mut out);
     out
 }
 
 /// The `timgate_*` names in a query or a file: each `timgate_` not inside a longer identifier.
-pub fn metric_names(text: &str) -> BTreeSet<String> {
+pub(crate) fn metric_names(text: &str) -> BTreeSet<String> {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
     text.match_indices("timgate_")
         .filter(|(at, _)| !text[..*at].ends_with(ident))
@@ -50,7 +50,7 @@ pub fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 /// A dashboard query as plain PromQL: Grafana's variables replaced by what they stand for.
-pub fn as_promql(expr: &str) -> String {
+pub(crate) fn as_promql(expr: &str) -> String {
     let promql = [
         ("$__rate_interval", "5m"),
         ("$__interval", "1m"),

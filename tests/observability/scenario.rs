@@ -147,7 +147,7 @@ async fn refused_for_queues(gateway: &Gateway, client: &Client) {
 }
 
 /// Runs the scenario and returns the gateway's /metrics exposition at its end.
-pub async fn run() -> String {
+pub(crate) async fn run() -> String {
     let slow = EmulatorConfig {
         latency: Duration::from_millis(250),
         ..EmulatorConfig::demo()
@@ -169,7 +169,7 @@ pub async fn run() -> String {
 }
 
 /// Asserts the counters the scenario must have left, exactly.
-pub fn assert_counters(scrape: &Scrape) {
+pub(crate) fn assert_counters(scrape: &Scrape) {
     assert_modify_counters(scrape);
     assert_budget_counters(scrape);
     assert_settled(scrape);

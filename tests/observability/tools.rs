@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 /// The repository root, where the deploy files are.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -35,7 +35,7 @@ fn available(what: &str, present: bool) -> bool {
 }
 
 /// Whether promtool can run (else the check skips, or fails under TIMGATE_REQUIRE_TOOLS=1).
-pub fn promtool() -> bool {
+pub(crate) fn promtool() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
     available(
         "promtool",
@@ -44,7 +44,7 @@ pub fn promtool() -> bool {
 }
 
 /// Whether python3 can import PyYAML (else as for promtool).
-pub fn pyyaml() -> bool {
+pub(crate) fn pyyaml() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
     available(
         "python3 with PyYAML",
@@ -54,7 +54,7 @@ pub fn pyyaml() -> bool {
 
 /// Runs promtool from the repository root with `stdin`, and fails with its whole output unless
 /// it exits 0 (its lint findings exit 3).
-pub fn promtool_ok(args: &[&str], stdin: &[u8]) -> String {
+pub(crate) fn promtool_ok(args: &[&str], stdin: &[u8]) -> String {
     let mut child = Command::new("promtool")
         .args(args)
         .current_dir(root())
@@ -80,7 +80,7 @@ pub fn promtool_ok(args: &[&str], stdin: &[u8]) -> String {
 }
 
 /// A YAML file as JSON, through PyYAML.
-pub fn yaml(path: &Path) -> Value {
+pub(crate) fn yaml(path: &Path) -> Value {
     let script = "import yaml,json,sys; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)";
     let out = Command::new("python3")
         .args(["-c", script])

@@ -2,7 +2,7 @@
 //! real sockets on port 0, and a plain HTTP client for the caller's side.
 #![allow(dead_code)] // each test binary uses its own subset
 
-pub mod redis;
+pub(crate) mod redis;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A self-signed certificate for 127.0.0.1 and localhost, with its PEM written to a temp dir.
-pub struct Tls {
+pub(crate) struct Tls {
     /// The certificate's PEM file, to be trusted through `ca_file`.
     pub ca_path: PathBuf,
     cert_pem: String,
@@ -36,7 +36,7 @@ pub struct Tls {
 
 impl Tls {
     /// Makes a fresh certificate.
-    pub fn new() -> Tls {
+    pub(crate) fn new() -> Tls {
         let certified = rcgen::generate_simple_self_signed(vec![
             "127.0.0.1".to_string(),
             "localhost".to_string(),
@@ -54,14 +54,14 @@ impl Tls {
     }
 
     /// The server side of it.
-    pub fn server_config(&self) -> rustls::ServerConfig {
+    pub(crate) fn server_config(&self) -> rustls::ServerConfig {
         timgate::tls::server_config(self.cert_pem.as_bytes(), self.key_pem.as_bytes())
             .expect("server config")
     }
 }
 
 /// Starts an emulator on 127.0.0.1:0, over TLS when `tls` is given.
-pub async fn emulator(config: EmulatorConfig, tls: Option<&Tls>) -> Emulator {
+pub(crate) async fn emulator(config: EmulatorConfig, tls: Option<&Tls>) -> Emulator {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind emulator");
@@ -71,7 +71,7 @@ pub async fn emulator(config: EmulatorConfig, tls: Option<&Tls>) -> Emulator {
 /// An emulator on a thread and runtime of its own, as Tencent is another machine: however busy
 /// the gateways keep the test's runtime, they cannot delay the moment it sees a call (its limit
 /// windows count that moment). Dereferences to the emulator; dropping it stops both.
-pub struct ApartEmulator {
+pub(crate) struct ApartEmulator {
     emulator: Emulator,
     /// The most its thread woke late, in microseconds (see [`ApartEmulator::late_by`]).
     late: Arc<AtomicU64>,
@@ -89,7 +89,7 @@ impl ApartEmulator {
     /// The most the emulator's thread woke late so far. Calls it sees that late are stamped that
     /// late, so a call sent on time can count in the next second's window: a limit test whose
     /// emulator was late by more than half the guard measured the machine, not the gateway.
-    pub fn late_by(&self) -> Duration {
+    pub(crate) fn late_by(&self) -> Duration {
         Duration::from_micros(self.late.load(Ordering::Relaxed))
     }
 }
@@ -102,7 +102,7 @@ impl ApartEmulator {
 /// read in a bunch counted in the next second's window (201-206 "in a second", 1-7 refusals, in
 /// 4 of 10 runs). Real-time priority removes the wait behind other threads; the second thread
 /// covers the host pausing one virtual CPU (10-30 ms, seen as steal time), which no priority can.
-pub fn emulator_apart(config: EmulatorConfig) -> ApartEmulator {
+pub(crate) fn emulator_apart(config: EmulatorConfig) -> ApartEmulator {
     let (ready, started) = std::sync::mpsc::channel();
     let (runtime, stopped) = oneshot::channel::<()>();
     let late = Arc::new(AtomicU64::new(0));
@@ -165,7 +165,7 @@ async fn watch_lateness(late: &AtomicU64) {
 }
 
 /// The demo app's emulator over TLS, and the TLS material to trust it.
-pub async fn tls_emulator(config: EmulatorConfig) -> (Emulator, Tls) {
+pub(crate) async fn tls_emulator(config: EmulatorConfig) -> (Emulator, Tls) {
     let tls = Tls::new();
     let emulator = emulator(config, Some(&tls)).await;
     (emulator, tls)
@@ -173,7 +173,7 @@ pub async fn tls_emulator(config: EmulatorConfig) -> (Emulator, Tls) {
 
 /// The base layer of a test gateway's configuration: both listeners on port 0, the demo app's
 /// identity, the upstream at `emulator` trusted through `tls`.
-pub fn base_toml(emulator: SocketAddr, tls: Option<&Tls>) -> String {
+pub(crate) fn base_toml(emulator: SocketAddr, tls: Option<&Tls>) -> String {
     let (scheme, ca) = match tls {
         Some(tls) => ("https", tls.ca_path.display().to_string()),
         None => ("http", String::new()),
@@ -186,7 +186,7 @@ pub fn base_toml(emulator: SocketAddr, tls: Option<&Tls>) -> String {
 }
 
 /// A gateway serving in the background.
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// The proxy listener.
     pub addr: SocketAddr,
     /// The admin listener.
@@ -201,7 +201,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds and serves a gateway from TOML layers over the defaults.
-    pub async fn start(layers: &[&str]) -> Gateway {
+    pub(crate) async fn start(layers: &[&str]) -> Gateway {
         let config = Config::from_toml_layers(layers).expect("test config is valid");
         let app = App::build(config).await.expect("gateway builds");
         let (addr, admin, metrics) = (app.addr(), app.admin_addr(), app.metrics().clone());
@@ -221,12 +221,12 @@ impl Gateway {
     }
 
     /// The URL of an API on this gateway.
-    pub fn url(&self, api: &str) -> String {
+    pub(crate) fn url(&self, api: &str) -> String {
         format!("http://{}/v4/{api}", self.addr)
     }
 
     /// Signals shutdown and waits until the gateway has drained and stopped.
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -237,7 +237,7 @@ impl Gateway {
     }
 
     /// Signals shutdown without waiting.
-    pub fn begin_shutdown(&mut self) {
+    pub(crate) fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -246,7 +246,7 @@ impl Gateway {
 
 /// An answer as the caller sees it.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The HTTP status.
     pub status: StatusCode,
     /// The headers.
@@ -257,20 +257,20 @@ pub struct Answer {
 
 impl Answer {
     /// The body as JSON.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 
     /// The body's `ErrorCode`.
-    pub fn code(&self) -> i64 {
+    pub(crate) fn code(&self) -> i64 {
         self.json()["ErrorCode"]
             .as_i64()
             .expect("ErrorCode is a number")
     }
 
     /// The `x-timgate-error` header, if any.
-    pub fn reason(&self) -> Option<&str> {
+    pub(crate) fn reason(&self) -> Option<&str> {
         self.headers
             .get("x-timgate-error")
             .and_then(|v| v.to_str().ok())
@@ -279,20 +279,20 @@ impl Answer {
 
 /// A keep-alive HTTP client for the caller's side.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     inner: HyperClient<HttpConnector, Full<Bytes>>,
 }
 
 impl Client {
     /// A new pooled client.
-    pub fn new() -> Client {
+    pub(crate) fn new() -> Client {
         Client {
             inner: HyperClient::builder(TokioExecutor::new()).build_http(),
         }
     }
 
     /// Sends a request and reads the whole answer.
-    pub async fn send(&self, request: Request<Full<Bytes>>) -> Answer {
+    pub(crate) async fn send(&self, request: Request<Full<Bytes>>) -> Answer {
         let response = self.inner.request(request).await.expect("gateway answers");
         let status = response.status();
         let headers = response.headers().clone();
@@ -310,7 +310,7 @@ impl Client {
     }
 
     /// POSTs `body` to `url`.
-    pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> Answer {
+    pub(crate) async fn post(&self, url: &str, body: impl Into<Bytes>) -> Answer {
         let request = Request::post(url)
             .body(Full::new(body.into()))
             .expect("valid request");
@@ -318,7 +318,7 @@ impl Client {
     }
 
     /// GETs `url`.
-    pub async fn get(&self, url: &str) -> Answer {
+    pub(crate) async fn get(&self, url: &str) -> Answer {
         let request = Request::get(url)
             .body(Full::new(Bytes::new()))
             .expect("valid request");
@@ -328,11 +328,11 @@ impl Client {
 
 /// Waits until `counter` (a gateway's `admitted` counter for an API) reaches `n`: the request just
 /// sent is in line, so the next one is accepted after it.
-pub async fn wait_admitted(counter: &prometheus::IntCounter, n: u64) {
+pub(crate) async fn wait_admitted(counter: &prometheus::IntCounter, n: u64) {
     while counter.get() < n {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
 #[allow(unused_imports)] // each test binary uses its own subset
-pub use timgate::loadgen::stats::max_in_window;
+pub(crate) use loadgen::stats::max_in_window;

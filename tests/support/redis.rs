@@ -5,11 +5,11 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use loadgen::procs::redis_server;
 use rustix::process::{Pid, Signal, kill_process};
-use timgate::loadgen::procs::redis_server;
 
 /// A redis-server process the test controls.
-pub struct Redis {
+pub(crate) struct Redis {
     /// Its port on 127.0.0.1.
     pub port: u16,
     child: Option<Child>,
@@ -18,7 +18,7 @@ pub struct Redis {
 impl Redis {
     /// Starts one, or returns `None` (after saying why) where redis-server is missing, unless
     /// `TIMGATE_REQUIRE_TOOLS=1`.
-    pub fn start() -> Option<Redis> {
+    pub(crate) fn start() -> Option<Redis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -37,12 +37,12 @@ impl Redis {
     }
 
     /// The URL replicas use.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Starts it again on the same port, empty (a restart loses every key).
-    pub fn resume(&mut self) -> std::io::Result<()> {
+    pub(crate) fn resume(&mut self) -> std::io::Result<()> {
         let child = redis_server(Path::new("redis-server"), self.port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -58,7 +58,7 @@ impl Redis {
     }
 
     /// Kills it: connections reset, keys lost.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -66,12 +66,12 @@ impl Redis {
     }
 
     /// Freezes it (SIGSTOP): connections stay open and nothing is answered.
-    pub fn freeze(&self) {
+    pub(crate) fn freeze(&self) {
         self.signal(Signal::STOP);
     }
 
     /// Thaws it (SIGCONT): it answers what it was sent, keys intact.
-    pub fn thaw(&self) {
+    pub(crate) fn thaw(&self) {
         self.signal(Signal::CONT);
     }
 

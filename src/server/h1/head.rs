@@ -7,7 +7,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 /// Most header lines in one request head (hyper's default is 100).
-pub const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 
 /// How a request's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub enum Framing {
 /// A parsed head: the request without its body, how the body is framed, and what the
 /// connection should do after it.
 #[derive(Debug)]
-pub struct Head {
+pub(super) struct Head {
     /// Method, target, version and headers.
     pub request: Request<()>,
     /// The body's framing.
@@ -35,7 +35,7 @@ pub struct Head {
 
 /// A head the gateway will not serve: answered with this status, then the connection closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused(pub StatusCode);
+pub(super) struct Refused(pub StatusCode);
 
 fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
@@ -80,7 +80,7 @@ fn framing(headers: &HeaderMap) -> Result<Framing, Refused> {
 
 /// Parses a head from the start of `buf`: Ok(None) while it is incomplete, else the head and
 /// the bytes it took.
-pub fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, Refused> {
+pub(super) fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, Refused> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut slots);
     let used = match parsed.parse(buf) {

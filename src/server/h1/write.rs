@@ -41,7 +41,7 @@ fn date() -> String {
 }
 
 /// Writes `response`; `head_only` for an answer to HEAD, `close` to say the connection ends.
-pub async fn response(
+pub(super) async fn response(
     write: &mut OwnedWriteHalf,
     response: Response<Body>,
     head_only: bool,
@@ -90,12 +90,12 @@ pub async fn response(
 }
 
 /// Tells a caller that sent `Expect: 100-continue` to send its body.
-pub async fn continue_100(write: &mut OwnedWriteHalf) -> std::io::Result<()> {
+pub(super) async fn continue_100(write: &mut OwnedWriteHalf) -> std::io::Result<()> {
     write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await
 }
 
 /// Answers a head that cannot be served (400, 431, 501) with an empty body.
-pub async fn refusal(write: &mut OwnedWriteHalf, status: StatusCode) -> std::io::Result<()> {
+pub(super) async fn refusal(write: &mut OwnedWriteHalf, status: StatusCode) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {} {}\r\ndate: {}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
         status.as_u16(),
@@ -108,7 +108,7 @@ pub async fn refusal(write: &mut OwnedWriteHalf, status: StatusCode) -> std::io:
 /// Ends the connection: our side is shut, and what the caller still sends is read and dropped
 /// for a moment, so that the kernel does not answer it with a reset that could destroy the
 /// answer before the caller reads it.
-pub async fn close(read: &mut OwnedReadHalf, write: &mut OwnedWriteHalf) {
+pub(super) async fn close(read: &mut OwnedReadHalf, write: &mut OwnedWriteHalf) {
     let _ = write.shutdown().await;
     let drain = async {
         // On the heap, and only while closing: the connection's future stays small.

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::app::App;
-use crate::config::Config;
-use crate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
-use crate::error::Error;
+use timgate::app::App;
+use timgate::config::Config;
+use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
+use timgate::error::Error;
 
 /// The demo app's emulator and a gateway in front of it, serving until stopped.
 #[derive(Debug)]

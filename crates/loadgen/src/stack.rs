@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use super::client::Target;
 use super::conf;
 use super::procs::{Proc, Workdir, free_addr, get, wait_http};
-use crate::emulator::state::Tally;
-use crate::emulator::{DEMO_IDENTIFIER, DEMO_SDKAPPID, DEMO_SECRET_KEY};
-use crate::tencent::usersig;
+use timgate::emulator::state::Tally;
+use timgate::emulator::{DEMO_IDENTIFIER, DEMO_SDKAPPID, DEMO_SECRET_KEY};
+use timgate::tencent::usersig;
 
 const READY: Duration = Duration::from_secs(20);
 
@@ -178,7 +178,7 @@ impl ProxyProc {
             DEMO_SDKAPPID,
             DEMO_IDENTIFIER,
             DEMO_SECRET_KEY,
-            crate::tencent::signer::unix_now(),
+            timgate::tencent::signer::unix_now(),
             86_400,
         );
         let signed = |addr| Target::signed(addr, DEMO_SDKAPPID, DEMO_IDENTIFIER, &usersig);

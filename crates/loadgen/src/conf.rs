@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::procs::Workdir;
 use super::stack::Limits;
-use crate::emulator::{DEMO_IDENTIFIER, DEMO_SDKAPPID, DEMO_SECRET_KEY};
+use timgate::emulator::{DEMO_IDENTIFIER, DEMO_SDKAPPID, DEMO_SECRET_KEY};
 
 /// timgate's configuration: the demo app at `upstream`, logging warnings only (the other
 /// proxies' access logs are off too), pacing out of the way for `Limits::Open`. `extra_limits`

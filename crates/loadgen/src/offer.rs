@@ -14,6 +14,19 @@ use tokio::time::Instant;
 /// The write every caller sends.
 pub const MODIFY: &str = "group_open_http_svc/modify_group_attr";
 
+/// The most writes the emulator saw in any sliding second: what the fault scenarios hold to
+/// Tencent's limit.
+pub fn peak(emulator: &timgate::emulator::Emulator) -> usize {
+    let times = emulator
+        .state
+        .records()
+        .iter()
+        .filter(|r| r.api == MODIFY)
+        .map(|r| r.at)
+        .collect();
+    crate::stats::max_in_window(times, Duration::from_secs(1))
+}
+
 /// How the callers were answered.
 #[derive(Debug, Default)]
 pub struct Answers {
