@@ -5,7 +5,6 @@
 pub mod answer;
 mod auth;
 mod coalesce;
-mod forward;
 mod head;
 mod live;
 
@@ -21,12 +20,12 @@ use crate::error::Error;
 use crate::memory::{self, MemoryGuard};
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
+use crate::retry::send::{Forwarder, Job};
 use crate::server::Body;
 use crate::tencent::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 use crate::validate;
 use coalesce::Coalescer;
-use forward::{Forwarder, Job};
 use head::{Begun, request_id};
 use live::{Live, Route};
 use tokio::time::Instant;

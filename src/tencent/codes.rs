@@ -3,33 +3,75 @@
 
 use serde::Deserialize;
 
+/// Which lane a throttling answer slows down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slow {
+    /// 10049: the group's write budget.
+    Group,
+    /// 60007, 60011, 60018, 60019: the API's budget.
+    App,
+}
+
 /// What to do about an answer, decided from its `ErrorCode` alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// `ErrorCode` 0.
     Success,
-    /// A transient server fault: retry with backoff (10002, 60008, 60014, 70169, 70202, 70500).
+    /// A transient server fault: retry with backoff.
     Retryable,
-    /// Tencent says "too fast" (10049, 60007, 60011, 60018, 60019): slow the lane, then retry.
-    Throttled,
-    /// 70050: signature check failed and was rate limited; wait a minute before trying again.
+    /// Tencent says "too fast": slow this lane, then retry.
+    Throttled(Slow),
+    /// Signature check failed and was rate limited; wait a minute before trying again.
     ThrottledLong,
-    /// 70001: the UserSig expired; regenerate it and retry once.
+    /// The UserSig expired; regenerate it and retry once.
     SigExpired,
+    /// The signature did not match: right after a Secret rotation, the key it was signed with
+    /// is retired; retry once if the key has changed since.
+    BadSignature,
     /// Anything else, including unknown codes: the caller's or the operator's to fix.
     Final,
 }
 
-/// Classifies an `ErrorCode` (tencent-im-api.md §2.4).
+/// One row of [`CODES`]: `code_<code>` is its `reason` label in `timgate_retries_total`.
+macro_rules! row {
+    ($code:literal, $class:expr) => {
+        ($code, $class, concat!("code_", stringify!($code)))
+    };
+}
+
+/// Every code the gateway acts on (tencent-im-api.md §2.4), with what it means and the label
+/// its retries are counted under; any code not here is final. The one list of codes.
+const CODES: &[(i64, Class, &str)] = &[
+    (0, Class::Success, "ok"),
+    row!(10002, Class::Retryable),
+    row!(60008, Class::Retryable),
+    row!(60014, Class::Retryable),
+    row!(70169, Class::Retryable),
+    row!(70202, Class::Retryable),
+    row!(70500, Class::Retryable),
+    row!(10049, Class::Throttled(Slow::Group)),
+    row!(60007, Class::Throttled(Slow::App)),
+    row!(60011, Class::Throttled(Slow::App)),
+    row!(60018, Class::Throttled(Slow::App)),
+    row!(60019, Class::Throttled(Slow::App)),
+    row!(70050, Class::ThrottledLong),
+    row!(70001, Class::SigExpired),
+    (70009, Class::BadSignature, "key_rotated"),
+];
+
+fn row(code: i64) -> Option<&'static (i64, Class, &'static str)> {
+    CODES.iter().find(|(c, _, _)| *c == code)
+}
+
+/// Classifies an `ErrorCode`.
 pub fn classify(code: i64) -> Class {
-    match code {
-        0 => Class::Success,
-        10002 | 60008 | 60014 | 70169 | 70202 | 70500 => Class::Retryable,
-        10049 | 60007 | 60011 | 60018 | 60019 => Class::Throttled,
-        70050 => Class::ThrottledLong,
-        70001 => Class::SigExpired,
-        _ => Class::Final,
-    }
+    row(code).map_or(Class::Final, |(_, class, _)| *class)
+}
+
+/// The `reason` label a retry after `code` is counted under (`code_other` for a code not in
+/// the table, which is never retried).
+pub fn reason(code: i64) -> &'static str {
+    row(code).map_or("code_other", |(_, _, label)| label)
 }
 
 #[derive(Deserialize)]
@@ -59,14 +101,18 @@ mod tests {
         assert_eq!(classify(0), Class::Success);
         for code in [10002, 60008, 60014, 70169, 70202, 70500] {
             assert_eq!(classify(code), Class::Retryable, "{code}");
+            assert_eq!(reason(code), format!("code_{code}"));
         }
-        for code in [10049, 60007, 60011, 60018, 60019] {
-            assert_eq!(classify(code), Class::Throttled, "{code}");
+        assert_eq!(classify(10049), Class::Throttled(Slow::Group));
+        for code in [60007, 60011, 60018, 60019] {
+            assert_eq!(classify(code), Class::Throttled(Slow::App), "{code}");
         }
         assert_eq!(classify(70050), Class::ThrottledLong);
         assert_eq!(classify(70001), Class::SigExpired);
+        assert_eq!(classify(70009), Class::BadSignature);
+        assert_eq!(reason(70009), "key_rotated");
         for code in [
-            10004, 10007, 10010, 10015, 10045, 10048, 10050, 60003, 70009, 123456,
+            10004, 10007, 10010, 10015, 10045, 10048, 10050, 60003, 123456,
         ] {
             assert_eq!(classify(code), Class::Final, "{code}");
         }

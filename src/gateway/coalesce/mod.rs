@@ -16,11 +16,11 @@ use tokio::time::Instant;
 use bytes::Bytes;
 
 use super::Processed;
-use super::forward::{Forwarder, Job};
 use super::live::Route;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pace::{Admission, Pacer};
+use crate::retry::send::{Forwarder, Job};
 use crate::tencent::catalogue::ApiKind;
 use batch::{Batch, Join, Member};
 pub(crate) use batch::{Shared, Write};

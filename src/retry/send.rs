@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::{Renew, Resigned, RetryBudget, RetryPolicy, Slow, Verdict};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pace::{Pacer, Permit};
-use crate::retry::{RetryBudget, RetryPolicy, Slow, Verdict};
 use crate::tencent::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 
 /// One request on its way upstream.
 #[derive(Debug)]
-pub(super) struct Job {
+pub(crate) struct Job {
     /// `service/command`.
     pub api: Arc<str>,
     /// Whether a lost answer may be made good by sending again.
@@ -34,9 +34,19 @@ pub(super) struct Job {
     pub request_id: String,
 }
 
+/// Where a request's attempts stand when the policy has decided on the last one.
+struct Tried<'a> {
+    /// The last attempt's number (1-based).
+    attempt: u32,
+    /// The signer's key changes when that attempt was signed.
+    key_changes: u64,
+    /// The API's retry budget.
+    budget: Option<&'a RetryBudget>,
+}
+
 /// What attempts need: the signer, the client, the pacer for retries, the policy and budgets.
 #[derive(Debug)]
-pub(super) struct Forwarder {
+pub(crate) struct Forwarder {
     signer: Arc<Signer>,
     upstream: Upstream,
     pacer: Pacer,
@@ -47,7 +57,7 @@ pub(super) struct Forwarder {
 
 impl Forwarder {
     /// Bundles the collaborators of an attempt, with a retry budget per API.
-    pub(super) fn new(
+    pub(crate) fn new(
         signer: Arc<Signer>,
         upstream: Upstream,
         pacer: Pacer,
@@ -73,7 +83,7 @@ impl Forwarder {
 
     /// A reloaded retry policy and budget ratio; budgets of newly allowed APIs start fresh,
     /// the others keep their balance.
-    pub(super) fn reconfigure(&self, config: &crate::config::Config, apis: &[Arc<str>]) {
+    pub(crate) fn reconfigure(&self, config: &crate::config::Config, apis: &[Arc<str>]) {
         let policy = RetryPolicy::new(&config.retry, config.limits.window_guard);
         *self
             .policy
@@ -94,7 +104,7 @@ impl Forwarder {
 
     /// Sends the job now (the permit's slot has come), retrying as the policy allows, and returns
     /// the last outcome. The permit, and with it the group's lane, is released at the end.
-    pub(super) async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Result<Reply, Error> {
+    pub(crate) async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Result<Reply, Error> {
         let task = tokio::spawn(async move { self.run(job, permit).await });
         task.await
             .map_err(|e| Error::Internal(format!("the send task failed: {e}")))?
@@ -115,7 +125,7 @@ impl Forwarder {
         if let Some(budget) = &budget {
             budget.deposit();
         }
-        let (mut attempt, mut renewed, mut rotated) = (1, false, false);
+        let (mut attempt, mut done) = (1, Resigned::default());
         loop {
             if permit.expired() {
                 // Its slot passed while this task waited to run: it counts as sent (it was
@@ -127,67 +137,15 @@ impl Forwarder {
             let key_changes = self.signer.key_changes();
             let outcome = self.attempt(&job.api, job.body.clone()).await;
             permit.landed();
-            let mut verdict = policy.decide(&outcome, attempt, job.idempotent, renewed);
-            // 70009 (signature check failed) right after the Secret was rotated: the file may
-            // hold the new key already. Re-read it, and if the key changed since this attempt
-            // was signed (here, in another call or in the periodic look), try once more with it.
-            let bad_sig = matches!(&outcome, Ok(reply) if reply.code == Some(70009));
-            if bad_sig
-                && !rotated
-                && attempt < policy.max_attempts()
-                && self.key_changed_since(key_changes)
-            {
-                rotated = true;
-                let delay = Duration::ZERO;
-                verdict = Verdict::Retry {
-                    reason: "key_rotated",
-                    delay,
-                    renew_sig: false,
-                    slow: None,
-                };
-            }
-            let Verdict::Retry {
-                reason,
-                delay,
-                renew_sig,
-                slow,
-            } = verdict
-            else {
+            let verdict = policy.decide(&outcome, attempt, job.idempotent, done);
+            let tried = Tried {
+                attempt,
+                key_changes,
+                budget: budget.as_deref(),
+            };
+            let Some(delay) = self.prepare_retry(&job, verdict, &tried, &mut done) else {
                 return outcome;
             };
-            if Instant::now() + delay >= job.deadline {
-                return outcome;
-            }
-            if !budget.as_deref().is_none_or(RetryBudget::withdraw) {
-                self.metrics
-                    .retry_budget_exhausted
-                    .with_label_values(&[&*job.api])
-                    .inc();
-                return outcome;
-            }
-            if renew_sig {
-                self.signer.renew();
-                renewed = true;
-            }
-            match slow {
-                Some(Slow::Group) if job.group.is_some() => {
-                    self.pacer.slow_down(&job.api, job.group.as_ref())
-                }
-                Some(_) => self.pacer.slow_down(&job.api, None),
-                None => {}
-            }
-            self.metrics
-                .retries
-                .with_label_values(&[&*job.api, reason])
-                .inc();
-            tracing::info!(
-                request_id = job.request_id,
-                api = &*job.api,
-                reason,
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                "Retrying."
-            );
             tokio::time::sleep(delay).await;
             // A new slot in both lanes; the group stays held, so no later write overtakes this.
             if self
@@ -202,8 +160,74 @@ impl Forwarder {
         }
     }
 
+    /// Carries out the policy's verdict up to the retry's wait: `None` when the outcome is the
+    /// answer (the policy says so, the key did not change, the deadline or the budget would be
+    /// passed); otherwise the signature renewed and the lane slowed as asked, the retry
+    /// counted and logged, and the delay to wait.
+    fn prepare_retry(
+        &self,
+        job: &Job,
+        verdict: Verdict,
+        tried: &Tried<'_>,
+        done: &mut Resigned,
+    ) -> Option<Duration> {
+        let Verdict::Retry {
+            reason,
+            delay,
+            renew,
+            slow,
+        } = verdict
+        else {
+            return None;
+        };
+        // 70009 right after the Secret was rotated: the file may hold the new key already.
+        // Worth a retry only if the key changed since this attempt was signed (found here, in
+        // another call or in the periodic look).
+        if renew == Renew::KeyIfChanged && !self.key_changed_since(tried.key_changes) {
+            return None;
+        }
+        if Instant::now() + delay >= job.deadline {
+            return None;
+        }
+        if !tried.budget.is_none_or(RetryBudget::withdraw) {
+            self.metrics
+                .retry_budget_exhausted
+                .with_label_values(&[&*job.api])
+                .inc();
+            return None;
+        }
+        match renew {
+            Renew::Nothing => {}
+            Renew::Sig => {
+                self.signer.renew();
+                done.sig = true;
+            }
+            Renew::KeyIfChanged => done.key = true,
+        }
+        match slow {
+            Some(Slow::Group) if job.group.is_some() => {
+                self.pacer.slow_down(&job.api, job.group.as_ref())
+            }
+            Some(_) => self.pacer.slow_down(&job.api, None),
+            None => {}
+        }
+        self.metrics
+            .retries
+            .with_label_values(&[&*job.api, reason])
+            .inc();
+        tracing::info!(
+            request_id = job.request_id,
+            api = &*job.api,
+            reason,
+            attempt = tried.attempt,
+            delay_ms = delay.as_millis() as u64,
+            "Retrying."
+        );
+        Some(delay)
+    }
+
     /// Re-reads a rotated `secret_key_file`; see [`Signer::reload_key`].
-    pub(super) fn reload_key(&self) -> bool {
+    pub(crate) fn reload_key(&self) -> bool {
         let changed = self.signer.reload_key();
         if changed {
             self.metrics
@@ -220,7 +244,7 @@ impl Forwarder {
     }
 
     /// One signed attempt, now, with a fresh `random`.
-    pub(super) async fn attempt(&self, api: &str, body: Bytes) -> Result<Reply, Error> {
+    pub(crate) async fn attempt(&self, api: &str, body: Bytes) -> Result<Reply, Error> {
         let query = self.signer.query();
         let metrics = &self.metrics;
         let timer = metrics

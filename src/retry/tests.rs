@@ -8,6 +8,17 @@ use http::StatusCode;
 use super::*;
 use crate::tencent::codes::fail_body;
 
+/// Nothing done to the signature yet.
+const NONE: Resigned = Resigned {
+    sig: false,
+    key: false,
+};
+/// The UserSig already regenerated once.
+const SIG: Resigned = Resigned {
+    sig: true,
+    key: false,
+};
+
 fn policy() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 4,
@@ -37,11 +48,11 @@ fn success_and_final_codes_are_answered_at_once() {
     let never = [
         0, 10004, 10007, 10010, 10015, 10045, 10046, 10047, 10048, 10050, 60002, 60003, 60006,
         60009, 60010, 60012, 60015, 60016, 60017, 60020, 60021, 60025, 60026, 60027, 60028, 70003,
-        70009, 70013, 70014, 70016, 70020, 10056, 123456,
+        70013, 70014, 70016, 70020, 10056, 123456,
     ];
     for code in never {
         assert_eq!(
-            policy().decide(&reply(code), 1, true, false),
+            policy().decide(&reply(code), 1, true, NONE),
             Verdict::Answer,
             "{code}"
         );
@@ -51,11 +62,11 @@ fn success_and_final_codes_are_answered_at_once() {
 #[test]
 fn transient_codes_are_retried_with_backoff() {
     for code in [10002, 60008, 60014, 70169, 70202, 70500] {
-        match policy().decide(&reply(code), 1, true, false) {
+        match policy().decide(&reply(code), 1, true, NONE) {
             Verdict::Retry {
                 reason,
                 delay,
-                renew_sig: false,
+                renew: Renew::Nothing,
                 slow: None,
             } => {
                 assert_eq!(reason, format!("code_{code}"));
@@ -68,12 +79,12 @@ fn transient_codes_are_retried_with_backoff() {
 
 #[test]
 fn throttling_codes_slow_the_right_lane_then_retry() {
-    let slow = |code| match policy().decide(&reply(code), 1, true, false) {
+    let slow = |code| match policy().decide(&reply(code), 1, true, NONE) {
         Verdict::Retry { slow, .. } => slow,
         Verdict::Answer => panic!("{code} answered"),
     };
     assert_eq!(slow(10049), Some(Slow::Group));
-    match policy().decide(&reply(10049), 1, true, false) {
+    match policy().decide(&reply(10049), 1, true, NONE) {
         Verdict::Retry { delay, .. } => assert!(
             delay >= Duration::from_millis(1020),
             "a window passes first"
@@ -83,7 +94,7 @@ fn throttling_codes_slow_the_right_lane_then_retry() {
     for code in [60007, 60011, 60018, 60019] {
         assert_eq!(slow(code), Some(Slow::App), "{code}");
     }
-    match policy().decide(&reply(70050), 1, true, false) {
+    match policy().decide(&reply(70050), 1, true, NONE) {
         Verdict::Retry { delay, .. } => assert_eq!(delay, Duration::from_secs(60)),
         Verdict::Answer => panic!("70050 answered"),
     }
@@ -91,16 +102,37 @@ fn throttling_codes_slow_the_right_lane_then_retry() {
 
 #[test]
 fn an_expired_sig_is_renewed_and_retried_once() {
-    match policy().decide(&reply(70001), 1, true, false) {
+    match policy().decide(&reply(70001), 1, true, NONE) {
         Verdict::Retry {
-            renew_sig: true,
+            renew: Renew::Sig,
             delay,
             ..
         } => assert_eq!(delay, Duration::ZERO),
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        policy().decide(&reply(70001), 2, true, true),
+        policy().decide(&reply(70001), 2, true, SIG),
+        Verdict::Answer
+    );
+}
+
+#[test]
+fn a_bad_signature_is_retried_once_if_the_key_changed() {
+    match policy().decide(&reply(70009), 1, false, NONE) {
+        Verdict::Retry {
+            reason: "key_rotated",
+            delay: Duration::ZERO,
+            renew: Renew::KeyIfChanged,
+            slow: None,
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    let rekeyed = Resigned {
+        sig: false,
+        key: true,
+    };
+    assert_eq!(
+        policy().decide(&reply(70009), 2, false, rekeyed),
         Verdict::Answer
     );
 }
@@ -110,39 +142,39 @@ fn transport_faults_retry_by_what_may_have_been_sent() {
     let p = policy();
     let connect = Err(Error::UpstreamConnect("refused".into()));
     assert_eq!(
-        reason(&p.decide(&connect, 1, false, false)),
+        reason(&p.decide(&connect, 1, false, NONE)),
         Some("connect"),
         "nothing was sent"
     );
     let reset = Err(Error::UpstreamUnreachable("reset".into()));
-    assert_eq!(reason(&p.decide(&reset, 1, true, false)), Some("reset"));
+    assert_eq!(reason(&p.decide(&reset, 1, true, NONE)), Some("reset"));
     assert_eq!(
-        p.decide(&reset, 1, false, false),
+        p.decide(&reset, 1, false, NONE),
         Verdict::Answer,
         "not idempotent"
     );
     let timeout = Err(Error::UpstreamTimeout(Duration::from_secs(1)));
-    assert_eq!(reason(&p.decide(&timeout, 1, true, false)), Some("timeout"));
-    assert_eq!(p.decide(&timeout, 1, false, false), Verdict::Answer);
+    assert_eq!(reason(&p.decide(&timeout, 1, true, NONE)), Some("timeout"));
+    assert_eq!(p.decide(&timeout, 1, false, NONE), Verdict::Answer);
     let http = Ok(Reply {
         status: StatusCode::BAD_GATEWAY,
         body: Bytes::new(),
         code: None,
     });
-    assert_eq!(reason(&p.decide(&http, 1, false, false)), Some("http_5xx"));
+    assert_eq!(reason(&p.decide(&http, 1, false, NONE)), Some("http_5xx"));
     let html = Ok(Reply {
         status: StatusCode::OK,
         body: Bytes::from_static(b"<html>"),
         code: None,
     });
-    assert_eq!(p.decide(&html, 1, true, false), Verdict::Answer);
+    assert_eq!(p.decide(&html, 1, true, NONE), Verdict::Answer);
 }
 
 #[test]
 fn attempts_stop_at_max_attempts() {
     let p = policy();
-    assert!(reason(&p.decide(&reply(10002), 3, true, false)).is_some());
-    assert_eq!(p.decide(&reply(10002), 4, true, false), Verdict::Answer);
+    assert!(reason(&p.decide(&reply(10002), 3, true, NONE)).is_some());
+    assert_eq!(p.decide(&reply(10002), 4, true, NONE), Verdict::Answer);
 }
 
 #[test]
