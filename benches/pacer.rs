@@ -124,7 +124,7 @@ async fn scale() {
         Metrics::new(),
     );
     let cpu = cpu_seconds();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(GROUPS);
     for group in &groups {
         let (pacer, api, group) = (pacer.clone(), api.clone(), group.clone());
@@ -161,7 +161,7 @@ async fn latency() {
     let mut samples = Vec::with_capacity(N);
     for i in 0..N {
         let group: Arc<str> = Arc::from(format!("g{}", i % 50_000));
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let permit = pacer
             .acquire(&api, Some(&group), far)
             .await
@@ -301,10 +301,10 @@ async fn redis() {
     // Spacing far below the call rate, so that nothing waits: only the reservation is measured.
     let (app, group) = (Duration::from_nanos(1), Duration::from_nanos(1));
     let mut samples = Vec::with_capacity(N);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     for i in 0..N {
         let group_id = format!("g{}", i % 1000);
-        let t = std::time::Instant::now();
+        let t = tokio::time::Instant::now();
         let reserved = shared.reserve("api", Some(&group_id), app, group).await;
         samples.push(t.elapsed());
         assert!(

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::server::RequestBody;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
-use crate::gateway::answer::plain_json;
 use crate::metrics::Metrics;
 use crate::server::Body;
+use crate::server::json_response;
 
 /// State the admin endpoints report.
 #[derive(Debug, Clone)]
@@ -47,20 +47,22 @@ impl Admin {
     /// Answers one admin request.
     pub(crate) async fn handle(&self, req: Request<RequestBody>) -> Response<Body> {
         match req.uri().path() {
-            "/healthz" => plain_json(StatusCode::OK, r#"{"status":"ok"}"#),
+            "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
             "/readyz" if self.ready.load(Ordering::SeqCst) => {
-                plain_json(StatusCode::OK, self.ready_body())
+                json_response(StatusCode::OK, self.ready_body())
             }
-            "/readyz" => plain_json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#),
+            "/readyz" => {
+                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+            }
             "/metrics" => {
-                let mut response = plain_json(StatusCode::OK, self.metrics.render());
+                let mut response = json_response(StatusCode::OK, self.metrics.render());
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                 );
                 response
             }
-            _ => plain_json(
+            _ => json_response(
                 StatusCode::NOT_FOUND,
                 r#"{"error":"try /metrics, /healthz or /readyz"}"#,
             ),

@@ -17,7 +17,7 @@ use crate::gateway::Gateway;
 use crate::memory::{self, MemoryGuard};
 use crate::metrics::Metrics;
 use crate::server::{self, ListenerLimits, Timeouts, fds};
-use crate::tencent::signer::Signer;
+use crate::signer::Signer;
 use crate::upstream::Upstream;
 
 /// A gateway with its listeners bound, ready to serve.

@@ -5,6 +5,7 @@
 
 mod admin;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod emulator;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod pace;
 pub mod retry;
 pub mod server;
+pub mod signer;
 pub mod telemetry;
 pub mod tencent;
 pub mod tls;

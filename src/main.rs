@@ -10,8 +10,8 @@ use timgate::app::{App, Reloader, bind};
 use timgate::config::{Backend, Config, LogFormat, SecretSource, Share, redact};
 use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::error::Error;
+use timgate::signer::Signer;
 use timgate::telemetry::LogLevel;
-use timgate::tencent::signer::Signer;
 
 /// Exit code for a configuration the gateway cannot run with (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;

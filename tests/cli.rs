@@ -6,8 +6,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use timgate::clock::unix_now;
 use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY};
-use timgate::tencent::{signer::unix_now, usersig};
+use timgate::tencent::usersig;
 
 fn timgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_timgate"));

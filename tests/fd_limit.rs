@@ -8,7 +8,8 @@ use binary::{free_port, gateway_env, spawn};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// One request on a new connection; the status line, and how long it took.
 fn ask(addr: SocketAddr, request: &str) -> (String, Duration) {

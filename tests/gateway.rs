@@ -78,7 +78,7 @@ async fn replaces_whatever_signing_parameters_the_caller_sent() {
             DEMO_SDKAPPID,
             "administrator",
             DEMO_SECRET_KEY,
-            timgate::tencent::signer::unix_now(),
+            timgate::clock::unix_now(),
         )
         .expect("the gateway's usersig verifies");
         assert_eq!(decoded.expire, 86400);
@@ -345,9 +345,8 @@ async fn a_draining_gateway_answers_new_requests_503() {
     let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
     let config =
         timgate::config::Config::from_toml(&base_toml(emulator.addr, Some(&tls))).expect("config");
-    let signer = std::sync::Arc::new(
-        timgate::tencent::signer::Signer::new(&config.tencent).expect("signer"),
-    );
+    let signer =
+        std::sync::Arc::new(timgate::signer::Signer::new(&config.tencent).expect("signer"));
     let upstream = timgate::upstream::Upstream::new(&config).expect("upstream");
     let gateway = std::sync::Arc::new(timgate::gateway::Gateway::new(
         &config,

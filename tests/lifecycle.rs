@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{Client, Gateway, base_toml, tls_emulator};
+use timgate::clock::unix_now;
 use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
-use timgate::tencent::{signer::unix_now, usersig};
+use timgate::tencent::usersig;
 use tokio::time::Instant;
 
 const MODIFY: &str = "group_open_http_svc/modify_group_attr";

@@ -6,7 +6,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use support::{Gateway, base_toml, emulator};
 use timgate::emulator::EmulatorConfig;

@@ -6,7 +6,8 @@
 mod running;
 
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 // Distinctive values, so that a substring search finds any echo of them.
 const KEY: &str = "6c1ecbeec0a51752f31e7c80bc44685b8bf10eb8c832ffa9055bf5e6e37af370";

@@ -22,9 +22,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::gateway::answer::plain_json;
+use crate::clock::unix_now;
+use crate::server::json_response;
 use crate::server::{self, Abort, Body};
-use crate::tencent::{signer::unix_now, usersig};
+use crate::tencent::usersig;
 pub use state::{Fault, Record, State};
 
 /// The demo app's SDKAppID (the one Tencent's own UserSig tests use).
@@ -154,10 +155,13 @@ impl Service {
         let path = req.uri().path().to_string();
         if req.method() == Method::GET && path == "/_emulator/stats" {
             let per_group = req.uri().query() == Some("groups=1");
-            return Ok(plain_json(StatusCode::OK, self.state.stats_json(per_group)));
+            return Ok(json_response(
+                StatusCode::OK,
+                self.state.stats_json(per_group),
+            ));
         }
         let Some(api) = path.strip_prefix("/v4/").map(str::to_string) else {
-            return Ok(plain_json(
+            return Ok(json_response(
                 StatusCode::NOT_FOUND,
                 r#"{"error":"not a /v4/ path"}"#,
             ));
@@ -166,7 +170,7 @@ impl Service {
         let body = match Limited::new(req.into_body(), 4 << 20).collect().await {
             Ok(body) => body.to_bytes(),
             Err(_) => {
-                return Ok(plain_json(
+                return Ok(json_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     r#"{"error":"body too large"}"#,
                 ));
@@ -241,7 +245,7 @@ impl Service {
                 answer.insert("ErrorInfo".into(), info.into());
             }
         }
-        Ok(plain_json(
+        Ok(json_response(
             StatusCode::OK,
             Value::Object(answer).to_string(),
         ))

@@ -1,27 +1,15 @@
 //! Building answers: the one function that turns an [`Error`] into a response, and the one that
 //! passes Tencent's own answer through.
 
-use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
 
 use crate::error::Error;
-use crate::server::Body;
+use crate::server::{Body, json_response};
 use crate::tencent::codes;
 use crate::upstream::Reply;
 
 /// The header that marks an answer as the gateway's own, with the reason.
 pub const ERROR_HEADER: &str = "x-timgate-error";
-
-fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
 
 /// Turns any error into the caller's answer: Tencent's body shape, the status and code of the
 /// DESIGN answer table, `x-timgate-error`, and `Retry-After` on 429s. Nothing else builds error
@@ -48,9 +36,4 @@ pub fn error_response(err: &Error) -> Response<Body> {
 /// Passes Tencent's answer to the caller with its status and body unchanged.
 pub fn reply_response(reply: &Reply) -> Response<Body> {
     json_response(reply.status, reply.body.clone())
-}
-
-/// A small JSON answer for the admin and emulator listeners.
-pub fn plain_json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    json_response(status, body)
 }

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::pace::Pacer;
 use crate::retry::send::{Forwarder, Job};
 use crate::server::Body;
-use crate::tencent::signer::Signer;
+use crate::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 use crate::validate;
 use coalesce::Coalescer;

@@ -14,7 +14,7 @@ use super::{Renew, Resigned, RetryBudget, RetryPolicy, Slow, Verdict};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pace::{Pacer, Permit};
-use crate::tencent::signer::Signer;
+use crate::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 
 /// One request on its way upstream.

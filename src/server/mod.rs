@@ -34,6 +34,18 @@ use crate::metrics::ListenerMetrics;
 /// The response body type of every timgate listener: answers are small and fully buffered.
 pub type Body = Full<Bytes>;
 
+/// A JSON answer with this status: what every listener (gateway, admin, emulator) builds its
+/// answers from.
+pub fn json_response(status: http::StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// Largest HTTP/1.1 request head (request line and headers) read into memory; a longer one is
 /// refused by hyper and the connection closed. hyper's default is 408 KiB, which let 1,000
 /// connections with unfinished headers hold 296 MB.

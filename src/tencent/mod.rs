@@ -3,5 +3,4 @@
 
 pub mod catalogue;
 pub mod codes;
-pub mod signer;
 pub mod usersig;

@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use super::{BOUND, KEY, PASSWORD, TOKEN, assert_no_secret, cases, masked, timgate};
 

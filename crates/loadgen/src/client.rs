@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::stats::Recorder;
-use timgate::tencent::signer::encode;
+use timgate::signer::encode;
 
 /// One request of a run: which API, for which group, with which body.
 #[derive(Debug, Clone)]

@@ -178,7 +178,7 @@ impl ProxyProc {
             DEMO_SDKAPPID,
             DEMO_IDENTIFIER,
             DEMO_SECRET_KEY,
-            timgate::tencent::signer::unix_now(),
+            timgate::clock::unix_now(),
             86_400,
         );
         let signed = |addr| Target::signed(addr, DEMO_SDKAPPID, DEMO_IDENTIFIER, &usersig);

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::config::Config;
 use crate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY};
-use crate::tencent::signer::Signer;
+use crate::signer::Signer;
 use crate::upstream::Upstream;
 
 const MODIFY: &str = "group_open_http_svc/modify_group_attr";

@@ -27,7 +27,7 @@ thread_local! {
 }
 
 fn date() -> String {
-    let now = SystemTime::now();
+    let now = crate::clock::system_now();
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

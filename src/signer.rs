@@ -2,13 +2,14 @@
 //! at once after a 70001 answer), and builds the signed query string of each attempt.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
 
-use super::usersig;
+use crate::clock::unix_now;
 use crate::config::{SecretSource, TencentConfig};
 use crate::error::Error;
+use crate::tencent::usersig;
 
 /// The sig is renewed once this share of its lifetime has passed, so that a renewal delayed by a
 /// failing key file still leaves a quarter of the lifetime to recover in.
@@ -45,13 +46,6 @@ impl std::fmt::Debug for Signer {
             .field("identifier", &self.identifier)
             .finish_non_exhaustive()
     }
-}
-
-/// The wall clock in Unix seconds; UserSigs are stamped with wall time, not monotonic time.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn read_key(source: &SecretSource) -> Result<String, Error> {
