@@ -135,7 +135,12 @@ async fn every_call_in_flight_across_a_rotation_is_retried_with_the_new_key() {
             tokio::spawn(async move { client.post(&url, body).await })
         })
         .collect();
+    let give_up = Instant::now() + Duration::from_secs(20);
     while gateway.metrics.upstream_in_flight.get() < 4 {
+        assert!(
+            Instant::now() < give_up,
+            "the four calls never reached the emulator"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     publish_key(dir.path(), "v2", "second-key");

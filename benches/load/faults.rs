@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
+use loadgen::inproc::demo_toml;
 use loadgen::offer::{self, MODIFY};
 use loadgen::procs::{Proc, Workdir, free_addr, redis_server};
 use loadgen::stack::which;
 use timgate::app::App;
 use timgate::config::Config;
-use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig};
+use timgate::emulator::{Emulator, EmulatorConfig};
 use tokio::time::Instant;
 
 use crate::report::Out;
@@ -144,11 +145,9 @@ async fn one(scenario: &Scenario, redis_program: &std::path::Path) -> Result<Row
     let mut urls = Vec::new();
     let mut metrics = Vec::new();
     for _ in 0..scenario.replicas {
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [tencent]\nsdkappid = {DEMO_SDKAPPID}\nsecret_key = \"{DEMO_SECRET_KEY}\"\n\
-             base_url = \"http://{}\"\n[log]\nlevel = \"error\"\n{limits}",
-            emulator.addr
+        let toml = demo_toml(
+            emulator.addr,
+            &format!("[log]\nlevel = \"error\"\n{limits}"),
         );
         let config = Config::from_toml(&toml).map_err(|e| e.to_string())?;
         let app = App::build(config).await.map_err(|e| e.to_string())?;

@@ -135,8 +135,8 @@ impl RetryPolicy {
                 let Some(code) = reply.code else {
                     return Verdict::Answer;
                 };
-                let reason = codes::reason(code);
-                match codes::classify(code) {
+                let (class, reason) = codes::lookup(code);
+                match class {
                     Class::Success | Class::Final => Verdict::Answer,
                     Class::Retryable => retry(reason, backoff, Renew::Nothing, None),
                     Class::Throttled(slow) => {

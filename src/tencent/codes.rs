@@ -59,19 +59,25 @@ const CODES: &[(i64, Class, &str)] = &[
     (70009, Class::BadSignature, "key_rotated"),
 ];
 
-fn row(code: i64) -> Option<&'static (i64, Class, &'static str)> {
-    CODES.iter().find(|(c, _, _)| *c == code)
+/// What `code` means and the label its retries are counted under, in one look at the table:
+/// final and `code_other` for a code not in it (never retried).
+pub fn lookup(code: i64) -> (Class, &'static str) {
+    CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map_or((Class::Final, "code_other"), |&(_, class, label)| {
+            (class, label)
+        })
 }
 
 /// Classifies an `ErrorCode`.
 pub fn classify(code: i64) -> Class {
-    row(code).map_or(Class::Final, |(_, class, _)| *class)
+    lookup(code).0
 }
 
-/// The `reason` label a retry after `code` is counted under (`code_other` for a code not in
-/// the table, which is never retried).
+/// The `reason` label a retry after `code` is counted under.
 pub fn reason(code: i64) -> &'static str {
-    row(code).map_or("code_other", |(_, _, label)| label)
+    lookup(code).1
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,16 @@ pub struct InProcess {
     server: JoinHandle<Result<(), Error>>,
 }
 
+/// A gateway on free loopback ports signing as the demo app for the emulator at `upstream`,
+/// with `extra` TOML (any table but `[server]` and `[tencent]`).
+pub fn demo_toml(upstream: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [tencent]\nsdkappid = {DEMO_SDKAPPID}\nsecret_key = \"{DEMO_SECRET_KEY}\"\n\
+         base_url = \"http://{upstream}\"\n{extra}"
+    )
+}
+
 impl InProcess {
     /// Starts both on 127.0.0.1 ports of their own; `extra` is more TOML for the gateway (any
     /// table but `[server]` and `[tencent]`, e.g. `[limits]` and `[log]`).
@@ -31,13 +41,8 @@ impl InProcess {
             .await
             .map_err(|e| e.to_string())?;
         let emulator = Emulator::spawn(EmulatorConfig::demo(), listener, None);
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [tencent]\nsdkappid = {DEMO_SDKAPPID}\nsecret_key = \"{DEMO_SECRET_KEY}\"\n\
-             base_url = \"http://{}\"\n{extra}",
-            emulator.addr
-        );
-        let config = Config::from_toml(&toml).map_err(|e| e.to_string())?;
+        let config =
+            Config::from_toml(&demo_toml(emulator.addr, extra)).map_err(|e| e.to_string())?;
         let app = App::build(config).await.map_err(|e| e.to_string())?;
         let addr = app.addr();
         let (stop, stopped) = oneshot::channel::<()>();
