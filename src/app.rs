@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
-use crate::config::{Backend, Config, SecretSource};
+use crate::config::reload::{self, Fixed};
+use crate::config::{Backend, Config};
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::memory::{self, MemoryGuard};
@@ -235,58 +236,10 @@ impl Reloader {
             .running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let old = &*running;
-        let differs =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-        let mut restart = Vec::new();
-        if old.server.listen != new.server.listen
-            || old.server.admin_listen != new.server.admin_listen
-        {
-            restart.push("server.listen / server.admin_listen");
-        }
-        let listener_settings = |c: &Config| {
-            let s = &c.server;
-            (
-                s.header_read_timeout,
-                s.idle_timeout,
-                s.max_connections,
-                s.admin_max_connections,
-            )
-        };
-        if listener_settings(old) != listener_settings(&new) {
-            restart.push("server connection caps and timeouts");
-        }
-        // Debug redacts an inline key, so the key is compared on its own.
-        let key_changed = match (&old.tencent.secret, &new.tencent.secret) {
-            (SecretSource::Inline(a), SecretSource::Inline(b)) => a != b,
-            (SecretSource::File(a), SecretSource::File(b)) => a != b,
-            _ => true,
-        };
-        if key_changed || differs(&old.tencent, &new.tencent) {
-            restart.push("tencent");
-        }
-        if differs(&old.upstream, &new.upstream) {
-            restart.push("upstream");
-        }
-        if old.limits.backend != new.limits.backend {
-            restart.push("limits.backend");
-        }
-        if old.log.format != new.log.format {
-            restart.push("log.format");
-        }
         // What needs a restart keeps its running value, so that the next reload compares right.
-        new.server.listen = old.server.listen;
-        new.server.admin_listen = old.server.admin_listen;
-        new.server.header_read_timeout = old.server.header_read_timeout;
-        new.server.idle_timeout = old.server.idle_timeout;
-        new.server.max_connections = old.server.max_connections;
-        new.server.admin_max_connections = old.server.admin_max_connections;
-        new.tencent = old.tencent.clone();
-        new.upstream = old.upstream.clone();
-        new.limits.backend = old.limits.backend.clone();
-        new.log.format = old.log.format;
+        let restart = reload::settle(&running, &mut new);
         self.gateway.reconfigure(&new);
         *running = new;
-        restart
+        restart.into_iter().map(Fixed::name).collect()
     }
 }

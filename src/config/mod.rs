@@ -6,6 +6,7 @@ mod known;
 mod limits;
 mod raw;
 pub mod redact;
+pub mod reload;
 mod source_error;
 
 use std::net::SocketAddr;
@@ -85,8 +86,8 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
-/// Where the SecretKey comes from.
-#[derive(Clone)]
+/// Where the SecretKey comes from. Compared (a reload tells a new key), never printed.
+#[derive(Clone, PartialEq)]
 pub enum SecretSource {
     /// Given in the configuration itself.
     Inline(String),
@@ -105,7 +106,7 @@ impl std::fmt::Debug for SecretSource {
 }
 
 /// `[tencent]`, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TencentConfig {
     /// The app's SDKAppID (non-zero).
     pub sdkappid: u64,
@@ -122,7 +123,7 @@ pub struct TencentConfig {
 }
 
 /// `[upstream]`, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
