@@ -7,6 +7,8 @@ mod auth;
 mod coalesce;
 mod head;
 mod live;
+mod outcome;
+mod place;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,10 +26,10 @@ use crate::retry::send::{Forwarder, Job};
 use crate::server::Body;
 use crate::signer::Signer;
 use crate::upstream::{Reply, Upstream};
-use crate::validate;
 use coalesce::Coalescer;
 use head::{Begun, request_id};
 use live::{Live, Route};
+use place::{Checked, Place};
 use tokio::time::Instant;
 
 pub use answer::error_response;
@@ -163,163 +165,85 @@ impl Gateway {
         self.answer(started, request_id, begun)
     }
 
-    /// The rest of [`Gateway::handle`]: the body, the wait, the send, and the answer with its
-    /// metrics and log line. One function, so that nothing is held twice while the request
-    /// waits (an async function keeps its arguments beside what it passes on).
-    async fn answer<B>(
+    /// The rest of [`Gateway::handle`]: the body and its checks, the wait, the one upstream
+    /// call (its own, or the batch's it joined), then the answer. An `async` block rather than
+    /// an `async fn`, and its steps in a labelled block rather than a nested one, so that nothing
+    /// is held twice while the request waits: an `async fn` keeps a copy of its arguments beside
+    /// its locals, and a nested one would keep what it is passed beside what it was given.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would copy its arguments"
+    )]
+    fn answer<B>(
         self: Arc<Self>,
         started: Instant,
         request_id: String,
         begun: Result<Begun<B>, Failed>,
-    ) -> Response<Body>
+    ) -> impl Future<Output = Response<Body>>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let processed: Processed = 'processed: {
-            let Begun {
-                live,
-                route,
-                body,
-                declared,
-                max_wait,
-                held: _held,
-            } = match begun {
-                Ok(begun) => begun,
-                Err(failed) => break 'processed Err(failed),
-            };
-            let fail = |e| (Some(route.clone()), e, None);
-            let body = match Self::read_body(&live, body).await {
-                Ok(body) => body,
-                Err(e) => break 'processed Err(fail(e)),
-            };
-            // A body sent in chunks declared nothing: account what came.
-            let _body_held = self
-                .memory
-                .charge((body.len() as u64).saturating_sub(declared));
-            let validated = match validate::validate(route.kind, &body) {
-                Ok(validated) => validated,
-                Err(e) => break 'processed Err(fail(e.into())),
-            };
-            let deadline = match max_wait {
-                Ok(wait) => Instant::now() + wait,
-                Err(e) => break 'processed Err(fail(e)),
-            };
-            let group = match (route.kind.is_group_write(), validated.group_id) {
-                (true, Some(id)) => Some(Arc::<str>::from(id)),
-                _ => None,
-            };
-            if let (true, Some(group)) = (live.coalesce, &group) {
-                let write = coalesce::Write {
+        async move {
+            let processed: Processed = 'processed: {
+                let Begun {
+                    live,
+                    route,
+                    body,
+                    declared,
+                    max_wait,
+                    held: _held,
+                } = match begun {
+                    Ok(begun) => begun,
+                    Err(failed) => break 'processed Err(failed),
+                };
+                let fail = |e| (Some(route.clone()), e, None);
+                let body = match Self::read_body(&live, body).await {
+                    Ok(body) => body,
+                    Err(e) => break 'processed Err(fail(e)),
+                };
+                let mut checked = match self.check(&route, body, declared, max_wait) {
+                    Ok(checked) => checked,
+                    Err(e) => break 'processed Err(fail(e)),
+                };
+                let admission = match self.place(&live, &route, &mut checked, &request_id) {
+                    Place::Batch(write) => {
+                        // Boxed, as the send below: a queued request's future holds only what
+                        // it waits with.
+                        let batched = Box::pin(self.coalescer.modify(write, live.batch_cap));
+                        break 'processed batched.await.processed(route);
+                    }
+                    Place::Alone(Ok(admission)) => admission,
+                    Place::Alone(Err(e)) => break 'processed Err(fail(e)),
+                };
+                let Checked {
+                    body,
+                    deadline,
+                    group,
+                    ..
+                } = checked;
+                let permit = match self.pacer.wait(admission, deadline).await {
+                    Ok(permit) => permit,
+                    Err(e) => break 'processed Err(fail(e)),
+                };
+                let job = Job {
                     api: route.name.clone(),
-                    group: group.clone(),
-                    attrs: validated.attrs,
+                    idempotent: route.kind.is_idempotent(),
+                    group,
+                    body,
                     deadline,
                     request_id: request_id.clone(),
                 };
-                // Boxed, as the send below: a queued request's future holds only what it waits
-                // with.
-                let writing = Box::pin(self.coalescer.write(route, write, body, live.batch_cap));
-                break 'processed writing.await;
-            }
-            let permit = match self
-                .pacer
-                .acquire(&route.name, group.as_ref(), deadline)
-                .await
-            {
-                Ok(permit) => permit,
-                Err(e) => break 'processed Err(fail(e)),
-            };
-            let job = Job {
-                api: route.name.clone(),
-                idempotent: route.kind.is_idempotent(),
-                group,
-                body,
-                deadline,
-                request_id: request_id.clone(),
-            };
-            // Boxed once the slot is had: the send's state (the upstream call, its retries) is
-            // the largest part of a request's future, and inline it would sit in every queued
-            // request.
-            let sending = Box::pin(self.forwarder.clone().send(job, permit));
-            match sending.await {
-                Ok(reply) => Ok((route, reply, None)),
-                Err(e) => Err(fail(e)),
-            }
-        };
-        let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
-        let (api, outcome, code, reason, mut response) = match processed {
-            Ok((route, reply, _)) => {
-                let code = reply.code.unwrap_or(-1);
-                let outcome = match reply.code {
-                    Some(0) => "ok",
-                    _ => "fail",
-                };
-                if code != 0 {
-                    self.metrics
-                        .tencent_errors
-                        .with_label_values(&[&*route.name, &code.to_string()])
-                        .inc();
+                // Boxed once the slot is had: the send's state (the upstream call, its retries)
+                // is the largest part of a request's future, and inline it would sit in every
+                // queued request.
+                let sending = Box::pin(self.forwarder.clone().send(job, permit));
+                match sending.await {
+                    Ok(reply) => Ok((route, reply, None)),
+                    Err(e) => Err(fail(e)),
                 }
-                (
-                    route.name,
-                    outcome,
-                    code,
-                    "",
-                    answer::reply_response(&reply),
-                )
-            }
-            Err((route, err, _)) => {
-                let outcome = match err {
-                    Error::Invalid(_) => "invalid",
-                    Error::UpstreamConnect(_)
-                    | Error::UpstreamUnreachable(_)
-                    | Error::UpstreamTimeout(_) => "error",
-                    _ => "rejected",
-                };
-                if outcome != "error" {
-                    self.metrics
-                        .rejections
-                        .with_label_values(&[err.reason()])
-                        .inc();
-                }
-                let api = route.map_or_else(|| Arc::from(UNROUTED), |r| r.name);
-                (
-                    api,
-                    outcome,
-                    err.error_code(),
-                    err.reason(),
-                    error_response(&err),
-                )
-            }
-        };
-        let elapsed = started.elapsed();
-        self.metrics
-            .requests
-            .with_label_values(&[&*api, outcome])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[&*api])
-            .observe(elapsed.as_secs_f64());
-        if let Ok(value) = http::HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            };
+            self.conclude(started, &request_id, processed)
         }
-        if let Some(size) = shared {
-            response
-                .headers_mut()
-                .insert(COALESCED_HEADER, http::HeaderValue::from(size));
-        }
-        tracing::info!(
-            request_id,
-            api = &*api,
-            outcome,
-            code,
-            reason,
-            status = response.status().as_u16(),
-            latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-            "Answered."
-        );
-        response
     }
 }

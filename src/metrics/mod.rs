@@ -3,30 +3,14 @@
 //! a GroupId is never a label.
 
 mod pressure;
+mod table;
 
 pub use pressure::{ListenerMetrics, PressureMetrics};
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
 };
-
-/// Upstream latency buckets, 5 ms to 10 s.
-const UPSTREAM_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-/// Queue wait buckets, 1 ms to 60 s, fine near the 30 s default deadline so that a p99 there is read,
-/// not guessed.
-const QUEUE_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0,
-    60.0,
-];
-/// Coalesced batch sizes: one request alone, a few merged, up to a full group queue (64).
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 16.0, 32.0, 64.0];
-/// Caller-seen latency buckets: from under a millisecond (local refusals) to a full queue wait.
-const REQUEST_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
+use table::register;
 
 /// Every metric timgate exports, under the `timgate_` prefix.
 #[derive(Clone, Debug)]
@@ -87,224 +71,66 @@ pub struct Metrics {
     pub pressure: PressureMetrics,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric =
-        IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
-    let metric =
-        prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
-}
-
-fn histogram(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: &[f64],
-) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-    let metric = HistogramVec::new(opts, labels).expect("static metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
-}
-
 impl Metrics {
-    /// Creates the registry and registers every metric.
+    /// Creates the registry and registers every metric, each made from its row of the table
+    /// in `table.rs`.
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("timgate".into()), None).expect("valid prefix");
         let r = &registry;
-        let upstream_in_flight =
-            IntGauge::new("upstream_in_flight", "Upstream attempts in flight now.")
-                .expect("static");
-        r.register(Box::new(upstream_in_flight.clone()))
-            .expect("unique");
-        let usersig_expiry = Gauge::new(
-            "usersig_expiry_timestamp_seconds",
-            "When the current UserSig expires, in Unix seconds.",
-        )
-        .expect("static");
-        r.register(Box::new(usersig_expiry.clone()))
-            .expect("unique");
-        let build_info = IntGaugeVec::new(
-            Opts::new("build_info", "Always 1; labelled with the version."),
-            &["version"],
-        )
-        .expect("static");
-        r.register(Box::new(build_info.clone())).expect("unique");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        let queued_requests = IntGaugeVec::new(
-            Opts::new("queued_requests", "Requests waiting now, by lane."),
-            &["lane"],
-        )
-        .expect("static");
-        r.register(Box::new(queued_requests.clone()))
-            .expect("unique");
-        let active_groups =
-            IntGauge::new("active_groups", "Groups whose pacing state is in memory.")
-                .expect("static");
-        r.register(Box::new(active_groups.clone())).expect("unique");
-        // Made here but registered by `register_limiter`: with the local backend there is no
-        // shared limiter to be up or down, and a constant 1 would only look like one.
-        let limiter_backend_up = IntGauge::new(
-            "limiter_backend_up",
-            "1 while the shared (Redis) limiter serves; 0 while this replica paces on its fallback share.",
-        )
-        .expect("static");
-        // The Redis backend lowers this until its first connection, and while Redis is away.
-        limiter_backend_up.set(1);
-        let limiter_fallback = prometheus::IntCounter::new(
-            "limiter_fallback_total",
-            "Times the shared limiter backend failed and local shares took over.",
-        )
-        .expect("static");
-        let limiter_replicas = IntGauge::new(
-            "limiter_replicas",
-            "Replicas last seen alive in the shared Redis budget; the fallback share is 1/this.",
-        )
-        .expect("static");
-        // This replica, until others are seen: "auto" then keeps the whole limit.
-        limiter_replicas.set(1);
-        let rejections = counter(
-            r,
-            "rejections_total",
-            "Requests the gateway answered itself instead of forwarding, by reason.",
-            &["reason"],
-        );
-        for reason in crate::error::REJECTION_REASONS {
-            rejections.with_label_values(&[reason]);
-        }
-        let coalesced_requests = prometheus::IntCounter::new(
-            "coalesced_requests_total",
-            "Requests answered with an upstream call they shared with at least one other request \
-             (limits.coalesce): every member of a batch of two or more.",
-        )
-        .expect("static");
-        r.register(Box::new(coalesced_requests.clone()))
-            .expect("unique");
-        let coalesce_batch_size = prometheus::Histogram::with_opts(
-            HistogramOpts::new(
-                "coalesce_batch_size",
-                "Requests per coalesced upstream modify_group_attr call, batches of one included.",
-            )
-            .buckets(BATCH_BUCKETS.to_vec()),
-        )
-        .expect("static");
-        r.register(Box::new(coalesce_batch_size.clone()))
-            .expect("unique");
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
-        .expect("unique");
+        .expect("metric names are unique");
         let metrics = Metrics {
-            requests: counter(
-                r,
-                "requests_total",
-                "Requests answered, by API and outcome.",
-                &["api", "outcome"],
-            ),
-            tencent_errors: counter(
-                r,
-                "tencent_errors_total",
-                "Non-zero ErrorCodes answered by Tencent, by API and code.",
-                &["api", "code"],
-            ),
-            request_duration: histogram(
-                r,
-                "request_duration_seconds",
-                "Time from request to answer as the caller sees it.",
-                &["api"],
-                REQUEST_BUCKETS,
-            ),
-            upstream_duration: histogram(
-                r,
-                "upstream_duration_seconds",
-                "Time of one upstream attempt.",
-                &["api"],
-                UPSTREAM_BUCKETS,
-            ),
-            upstream_attempts: counter(
-                r,
-                "upstream_attempts_total",
-                "Upstream attempts made, retries included.",
-                &["api"],
-            ),
-            upstream_in_flight,
-            rejections,
-            usersig_expiry,
-            queue_wait: histogram(
-                r,
-                "queue_wait_seconds",
-                "Time spent waiting in a lane before the send slot.",
-                &["lane"],
-                QUEUE_BUCKETS,
-            ),
-            admitted: counter(
-                r,
-                "admitted_total",
-                "Requests admitted to the pacer.",
-                &["api"],
-            ),
-            retries: counter(
-                r,
-                "retries_total",
-                "Retries made, by API and reason.",
-                &["api", "reason"],
-            ),
-            retry_budget_exhausted: counter(
-                r,
-                "retry_budget_exhausted_total",
-                "Retries refused because the API's retry budget was spent.",
-                &["api"],
-            ),
-            throttles: counter(
-                r,
-                "throttles_total",
-                "Times Tencent answered too fast and a lane was slowed, by lane.",
-                &["lane"],
-            ),
-            lane_rate: gauge(
-                r,
-                "lane_rate_per_second",
-                "Each API lane's sending rate now, after any throttling answers.",
-                &["lane", "api"],
-            ),
-            limit: gauge(
-                r,
-                "limit_per_second",
-                "The configured limit, by lane: app per API, group per group.",
-                &["lane"],
-            ),
-            queued_requests,
-            active_groups,
-            limiter_backend_up,
-            limiter_fallback,
-            limiter_replicas,
-            coalesced_requests,
-            coalesce_batch_size,
-            build_info,
+            requests: register(r, table::REQUESTS.counter_vec()),
+            tencent_errors: register(r, table::TENCENT_ERRORS.counter_vec()),
+            request_duration: register(r, table::REQUEST_DURATION.histogram_vec()),
+            upstream_duration: register(r, table::UPSTREAM_DURATION.histogram_vec()),
+            upstream_attempts: register(r, table::UPSTREAM_ATTEMPTS.counter_vec()),
+            upstream_in_flight: register(r, table::UPSTREAM_IN_FLIGHT.int_gauge()),
+            rejections: register(r, table::REJECTIONS.counter_vec()),
+            usersig_expiry: register(r, table::USERSIG_EXPIRY.gauge()),
+            retries: register(r, table::RETRIES.counter_vec()),
+            retry_budget_exhausted: register(r, table::RETRY_BUDGET_EXHAUSTED.counter_vec()),
+            throttles: register(r, table::THROTTLES.counter_vec()),
+            lane_rate: register(r, table::LANE_RATE.gauge_vec()),
+            limit: register(r, table::LIMIT.gauge_vec()),
+            admitted: register(r, table::ADMITTED.counter_vec()),
+            queue_wait: register(r, table::QUEUE_WAIT.histogram_vec()),
+            queued_requests: register(r, table::QUEUED_REQUESTS.int_gauge_vec()),
+            active_groups: register(r, table::ACTIVE_GROUPS.int_gauge()),
+            // Made here but registered by `register_limiter`: with the local backend there is
+            // no shared limiter to be up or down, and a constant 1 would only look like one.
+            limiter_backend_up: table::LIMITER_BACKEND_UP.int_gauge(),
+            limiter_fallback: table::LIMITER_FALLBACK.counter(),
+            limiter_replicas: table::LIMITER_REPLICAS.int_gauge(),
+            coalesced_requests: register(r, table::COALESCED_REQUESTS.counter()),
+            coalesce_batch_size: register(r, table::COALESCE_BATCH_SIZE.histogram()),
+            build_info: register(r, table::BUILD_INFO.int_gauge_vec()),
             pressure: PressureMetrics::new(r),
             registry,
         };
-        // Series that exist from the start, so that rate() sees their first increment.
-        for lane in ["group", "app"] {
-            metrics.throttles.with_label_values(&[lane]);
-        }
+        metrics.start();
         metrics
+    }
+
+    /// The values series start with: series that exist from the start, so that `rate()` sees
+    /// their first increment, and the gauges' values before anything moves them.
+    fn start(&self) {
+        for reason in crate::error::REJECTION_REASONS {
+            self.rejections.with_label_values(&[reason]);
+        }
+        for lane in ["group", "app"] {
+            self.throttles.with_label_values(&[lane]);
+        }
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // The Redis backend lowers this until its first connection, and while Redis is away.
+        self.limiter_backend_up.set(1);
+        // This replica, until others are seen: "auto" then keeps the whole limit.
+        self.limiter_replicas.set(1);
     }
 
     /// Exports the shared limiter's metrics (`timgate_limiter_backend_up`,

@@ -3,6 +3,8 @@
 
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use super::table::register;
+
 /// Connection and memory metrics, a part of [`super::Metrics`].
 #[derive(Clone, Debug)]
 pub struct PressureMetrics {
@@ -38,12 +40,6 @@ impl ListenerMetrics {
     pub fn closed(&self, reason: &str) {
         self.closed.with_label_values(&[self.name, reason]).inc();
     }
-}
-
-fn register<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: M) -> M {
-    r.register(Box::new(metric.clone()))
-        .expect("metric names are unique");
-    metric
 }
 
 impl PressureMetrics {

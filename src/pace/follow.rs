@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Pacer;
+use super::bound::sleep_until;
 use super::lanes::{LaneSettings, Lanes};
 use super::shared::{self, Mode, Reserved, Shared};
-use super::{Pacer, sleep_until};
 use crate::config::{Backend, LimitsConfig, Share};
 use crate::error::Error;
 
@@ -152,12 +153,9 @@ impl Pacer {
     /// Redis went away, the local share starts after the horizon and a window; when it came
     /// back, the local lanes start afresh; when the replicas counted changed, so does the share.
     pub(super) fn follow(&self) -> Mode {
-        let Some(shared) = &self.inner.shared else {
-            return Mode {
-                up: false,
-                epoch: 0,
-                down_at: None,
-            };
+        let budget = &self.inner.budget;
+        let Some(shared) = budget.shared() else {
+            return budget.mode();
         };
         let mode = shared.mode();
         let now_seen = Seen {
@@ -192,13 +190,12 @@ impl Pacer {
     /// Waits for the grant's slot: true when it came, false when the grant was revoked first
     /// (Redis came back since it was given).
     pub(super) async fn wait_slot(&self, grant: &Grant, deadline: Instant) -> Result<bool, Error> {
-        let Some(shared) = &self.inner.shared else {
+        let Some(mut modes) = self.inner.budget.subscribe() else {
             self.bounded(std::pin::pin!(sleep_until(grant.slot)), deadline)
                 .await
                 .map_err(|stop| stop.into_error(false))?;
             return Ok(true);
         };
-        let mut modes = shared.subscribe();
         let epoch = grant.epoch;
         let mut waited = Box::pin(async move {
             let slot = sleep_until(grant.slot);
@@ -223,12 +220,12 @@ impl Pacer {
     /// this replica's head of line for the API asks Redis, so a backlog costs one call per slot.
     pub(super) async fn shared_slot(
         &self,
+        shared: &Shared,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Instant,
         first: bool,
     ) -> Option<Result<Grant, Error>> {
-        let shared = self.inner.shared.as_ref()?;
         loop {
             let mut head = match self
                 .bounded(std::pin::pin!(shared.head(api)), deadline)

@@ -9,69 +9,14 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::idle::IdleQueue;
+use super::lane::estimate;
+pub(crate) use super::lane::{AppLane, GroupLane};
 use super::rate::Rate;
 use super::send_log::SendLog;
 use crate::error::Error;
 
 /// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
 pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
-
-/// One API's budget: GCRA with a burst of one, as the next instant a send may be reserved.
-#[derive(Debug)]
-pub(crate) struct AppLane {
-    /// The theoretical arrival time: no slot before it.
-    pub tat: Instant,
-    /// Spacing between sends, slowed after throttling answers.
-    pub rate: Rate,
-    /// When its last sends actually left.
-    pub sent: SendLog,
-    /// Admitted requests of this API that have no slot yet.
-    pub pending: usize,
-    /// When each of its calls now in flight left, oldest first: until answered, a call may reach
-    /// Tencent at any moment.
-    pub flying: VecDeque<Instant>,
-}
-
-impl AppLane {
-    fn new(settings: &LaneSettings, now: Instant) -> AppLane {
-        AppLane {
-            tat: now,
-            rate: Rate::new(settings.app_interval, now),
-            sent: SendLog::default(),
-            pending: 0,
-            flying: VecDeque::new(),
-        }
-    }
-}
-
-/// One group's write budget and queue.
-#[derive(Debug)]
-pub(crate) struct GroupLane {
-    /// No write of this group is sent before it.
-    pub tat: Instant,
-    /// Spacing between this group's writes, slowed after throttling answers.
-    pub rate: Rate,
-    /// When its last writes actually left.
-    pub sent: SendLog,
-    /// A write of this group holds the lane: it is waiting for its slot or its answer.
-    pub busy: bool,
-    /// Writes waiting behind it, in accept order, each with the signal that hands it the lane.
-    pub waiters: VecDeque<(u64, oneshot::Sender<()>)>,
-}
-
-impl GroupLane {
-    fn is_idle(&mut self, now: Instant, window: Duration) -> bool {
-        // Recovery is lazy: bring the rate up to date before asking whether it has recovered.
-        self.rate.interval(now);
-        // A slowed group is kept until it has recovered, and any group until its last send has
-        // left the window: forgetting either would forget what holds the next send back.
-        !self.busy
-            && self.waiters.is_empty()
-            && self.tat <= now
-            && !self.rate.is_slowed()
-            && self.sent.is_quiet(window, now)
-    }
-}
 
 /// How an admitted request proceeds.
 pub(crate) enum Admitted {
@@ -148,12 +93,6 @@ impl LaneSettings {
     }
 }
 
-fn busy(estimate: Instant, now: Instant) -> Duration {
-    estimate
-        .saturating_duration_since(now)
-        .max(Duration::from_secs(1))
-}
-
 impl Lanes {
     /// Empty lanes for the given APIs.
     pub(crate) fn new(apis: &[Arc<str>], settings: &LaneSettings, now: Instant) -> Lanes {
@@ -196,55 +135,38 @@ impl Lanes {
             .apps
             .entry(api.clone())
             .or_insert_with(|| AppLane::new(&settings, now));
-        let app_estimate = app.tat.max(now) + app.rate.current() * app.pending as u32;
-        let mut estimate = app_estimate;
-        if let Some(lane) = group.and_then(|key| self.groups.get(key)) {
-            if lane.waiters.len() >= settings.max_queue_per_group {
-                let ahead = lane.waiters.len() as u32 + 1;
-                let retry_after = busy(lane.tat.max(now) + lane.rate.current() * ahead, now);
-                return Err(Error::GroupBusy {
-                    retry_after,
-                    full: true,
-                });
-            }
-            let ahead = lane.waiters.len() as u32 + u32::from(lane.busy);
-            let group_estimate = lane.tat.max(now) + lane.rate.current() * ahead;
-            if group_estimate > deadline && group_estimate >= app_estimate {
-                return Err(Error::GroupBusy {
-                    retry_after: busy(group_estimate, now),
-                    full: false,
-                });
-            }
-            estimate = estimate.max(group_estimate);
-        }
-        if estimate > deadline {
-            return Err(Error::AppBusy {
-                retry_after: busy(estimate, now),
-                full: false,
-            });
-        }
+        let lane = group.and_then(|key| self.groups.get(key));
+        let estimate = estimate(app, lane, &settings, deadline, now)?;
         app.pending += 1;
         self.queued += 1;
         self.next_id += 1;
         let id = self.next_id;
-        let Some(key) = group else {
-            return Ok((id, Admitted::Go, estimate));
+        let admitted = match group {
+            Some(key) => self.join_group(key, id, now),
+            None => Admitted::Go,
         };
+        Ok((id, admitted, estimate))
+    }
+
+    /// Puts admitted request `id` in its group's lane: it holds the lane when the lane is free,
+    /// else waits behind the lane's holder and waiters.
+    fn join_group(&mut self, key: &Arc<str>, id: u64, now: Instant) -> Admitted {
+        let interval = self.settings.group_interval;
         let lane = self.groups.entry(key.clone()).or_insert_with(|| GroupLane {
             tat: now,
-            rate: Rate::new(settings.group_interval, now),
+            rate: Rate::new(interval, now),
             sent: SendLog::default(),
             busy: false,
             waiters: VecDeque::new(),
         });
         if !lane.busy {
             lane.busy = true;
-            return Ok((id, Admitted::Go, estimate));
+            return Admitted::Go;
         }
         let (tx, rx) = oneshot::channel();
         lane.waiters.push_back((id, tx));
         self.group_waiting += 1;
-        Ok((id, Admitted::Wait(rx), estimate))
+        Admitted::Wait(rx)
     }
 
     /// When the group's next write may leave (now for a new or rested group).

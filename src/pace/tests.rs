@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::claim::Hold;
 use super::*;
 use crate::error::Error;
 

@@ -8,7 +8,6 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::Pacer;
-use crate::error::Error;
 
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +83,7 @@ impl Drop for Ticket {
 }
 
 /// A request with its place in line and no slot yet ([`Pacer::admit`]). Dropping it gives the
-/// place back; [`Admission::ready`] waits for the turn and the slot.
+/// place back; [`Pacer::wait`] waits for the turn and the slot.
 pub struct Admission {
     pub(super) ticket: Ticket,
     /// Fires when the group's earlier writes are done (`None`: the request holds its lane).
@@ -98,14 +97,6 @@ impl Admission {
     /// spacing (a later slowdown may move it).
     pub fn estimate(&self) -> Instant {
         self.estimate
-    }
-
-    /// Waits for the request's turn and slot, as [`Pacer::acquire`] does after admitting.
-    pub async fn ready(self, deadline: Instant) -> Result<Permit, Error> {
-        let pacer = self.ticket.pacer.clone();
-        pacer
-            .ready(self.ticket, self.handover, self.admitted_at, deadline)
-            .await
     }
 }
 

@@ -10,6 +10,8 @@ use tokio::time::Instant;
 
 use super::merge::{Attrs, Envelope};
 use crate::error::Error;
+use crate::gateway::Processed;
+use crate::gateway::live::Route;
 use crate::upstream::Reply;
 
 /// A write that asks to be merged.
@@ -38,6 +40,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The outcome of a member's request on `route`.
+    pub(crate) fn processed(self, route: Route) -> Processed {
+        match self.result {
+            Ok(reply) => Ok((route, reply, self.size)),
+            Err(err) => Err((Some(route), err, self.size)),
+        }
+    }
+
     /// An answer for one member alone: no upstream call carried it.
     pub(crate) fn refused(err: Error) -> Shared {
         Shared {

@@ -13,10 +13,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use bytes::Bytes;
-
-use super::Processed;
-use super::live::Route;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pace::{Admission, Pacer};
@@ -59,50 +55,10 @@ impl Coalescer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A group write while coalescing is on: a plain modify goes into its group's batch and
-    /// shares its answer; any other write is a barrier, sent alone behind the open batch.
-    pub(super) async fn write(
-        self: &Arc<Self>,
-        route: Route,
-        write: Write,
-        body: Bytes,
-        cap: usize,
-    ) -> Processed {
-        if route.kind == ApiKind::ModifyGroupAttr && merge::is_plain(&body) {
-            let shared = self.modify(write, cap).await;
-            return match shared.result {
-                Ok(reply) => Ok((route, reply, shared.size)),
-                Err(err) => Err((Some(route), err, shared.size)),
-            };
-        }
-        let fail = |e| (Some(route.clone()), e, None);
-        let permit = self
-            .barrier(&write.api, &write.group, write.deadline)
-            .map_err(fail)?
-            .ready(write.deadline)
-            .await
-            .map_err(fail)?;
-        let job = Job {
-            api: write.api,
-            idempotent: route.kind.is_idempotent(),
-            group: Some(write.group),
-            body,
-            deadline: write.deadline,
-            request_id: write.request_id,
-        };
-        let reply = self
-            .forwarder
-            .clone()
-            .send(job, permit)
-            .await
-            .map_err(fail)?;
-        Ok((route, reply, None))
-    }
-
     /// A mergeable modify while coalescing is on: joins its group's open batch (at most `cap`
     /// members), or opens a new batch that takes the write's place in the group's line. Returns
     /// the answer the caller shares with the rest of its batch.
-    async fn modify(self: &Arc<Self>, write: Write, cap: usize) -> Shared {
+    pub(super) async fn modify(self: &Arc<Self>, write: Write, cap: usize) -> Shared {
         let api = write.api.clone();
         let seat = {
             let mut open = self.open();
@@ -158,7 +114,7 @@ impl Coalescer {
 
     /// A set, delete or clear (or a modify that cannot merge) while coalescing is on: closes the
     /// group's open batch, so nothing merges across it, and takes its place in line behind it.
-    fn barrier(
+    pub(super) fn barrier(
         &self,
         api: &Arc<str>,
         group: &Arc<str>,
@@ -183,7 +139,7 @@ impl Coalescer {
     /// Drives a batch: waits for its slot (leaving line if every member leaves first), takes
     /// the members still in it, sends their merged write, and answers them all alike.
     async fn drive(self: Arc<Self>, batch: Arc<Batch>, admission: Admission, api: Arc<str>) {
-        let ready = admission.ready(Instant::now() + BATCH_WAIT);
+        let ready = self.pacer.wait(admission, Instant::now() + BATCH_WAIT);
         tokio::pin!(ready);
         let permit = loop {
             tokio::select! {
@@ -262,6 +218,12 @@ impl Coalescer {
             size: Some(size),
         }
     }
+}
+
+/// Whether a group write of `kind` with `body` goes into its group's batch while coalescing is
+/// on: a plain modify does; any other write is a barrier, sent alone behind the open batch.
+pub(super) fn merges(kind: ApiKind, body: &[u8]) -> bool {
+    kind == ApiKind::ModifyGroupAttr && merge::is_plain(body)
 }
 
 /// Removes `batch` from the open map if it is still its group's open batch.

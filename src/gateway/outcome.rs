@@ -1,0 +1,118 @@
+//! A request's outcome turned into its answer: the response (Tencent's own, or the gateway's
+//! error), the request metrics, the request-id and coalescing headers, and the access log line.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Response};
+use tokio::time::Instant;
+
+use super::answer::{error_response, reply_response};
+use super::{COALESCED_HEADER, Gateway, Processed, REQUEST_ID_HEADER, UNROUTED};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::server::Body;
+
+/// What the access log and the request metrics say about one answer.
+struct Verdict {
+    /// The API label: the route's name, or [`UNROUTED`].
+    api: Arc<str>,
+    /// `ok`, `fail` (Tencent refused), `invalid`, `rejected` (the gateway refused) or `error`
+    /// (the upstream could not be reached).
+    outcome: &'static str,
+    /// Tencent's `ErrorCode`, or the gateway's own.
+    code: i64,
+    /// The gateway's reason, empty for Tencent's answers.
+    reason: &'static str,
+    response: Response<Body>,
+}
+
+impl Gateway {
+    /// Answers `processed`: builds the response, counts it, and logs it once.
+    pub(super) fn conclude(
+        &self,
+        started: Instant,
+        request_id: &str,
+        processed: Processed,
+    ) -> Response<Body> {
+        let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
+        let Verdict {
+            api,
+            outcome,
+            code,
+            reason,
+            mut response,
+        } = match processed {
+            Ok((route, reply, _)) => Verdict::reply(&self.metrics, route.name, &reply),
+            Err((route, err, _)) => Verdict::error(&self.metrics, route.map(|r| r.name), &err),
+        };
+        let elapsed = started.elapsed();
+        self.metrics
+            .requests
+            .with_label_values(&[&*api, outcome])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[&*api])
+            .observe(elapsed.as_secs_f64());
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        if let Some(size) = shared {
+            headers.insert(COALESCED_HEADER, HeaderValue::from(size));
+        }
+        tracing::info!(
+            request_id,
+            api = &*api,
+            outcome,
+            code,
+            reason,
+            status = response.status().as_u16(),
+            latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            "Answered."
+        );
+        response
+    }
+}
+
+impl Verdict {
+    /// Tencent answered: passed through; a non-zero code is counted by API and code.
+    fn reply(metrics: &Metrics, api: Arc<str>, reply: &crate::upstream::Reply) -> Verdict {
+        let code = reply.code.unwrap_or(-1);
+        if code != 0 {
+            metrics
+                .tencent_errors
+                .with_label_values(&[&*api, &code.to_string()])
+                .inc();
+        }
+        Verdict {
+            api,
+            outcome: if reply.code == Some(0) { "ok" } else { "fail" },
+            code,
+            reason: "",
+            response: reply_response(reply),
+        }
+    }
+
+    /// The gateway answered: a refusal is counted by reason; an unreachable upstream is not a
+    /// refusal (the upstream metrics count it).
+    fn error(metrics: &Metrics, api: Option<Arc<str>>, err: &Error) -> Verdict {
+        let outcome = match err {
+            Error::Invalid(_) => "invalid",
+            Error::UpstreamConnect(_)
+            | Error::UpstreamUnreachable(_)
+            | Error::UpstreamTimeout(_) => "error",
+            _ => "rejected",
+        };
+        if outcome != "error" {
+            metrics.rejections.with_label_values(&[err.reason()]).inc();
+        }
+        Verdict {
+            api: api.unwrap_or_else(|| Arc::from(UNROUTED)),
+            outcome,
+            code: err.error_code(),
+            reason: err.reason(),
+            response: error_response(err),
+        }
+    }
+}

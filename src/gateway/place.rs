@@ -1,0 +1,101 @@
+//! The synchronous steps between a request's body and its wait: the body's checks (memory,
+//! payload rules, deadline, group), and the request's place, in its group's open batch or in
+//! line on its own. Kept apart from the request's future so that the future stays short to
+//! read and holds only what the wait needs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::live::{Live, Route};
+use super::{Gateway, coalesce};
+use crate::error::Error;
+use crate::memory::Charge;
+use crate::pace::Admission;
+use crate::validate;
+
+/// A request whose body passed its checks.
+pub(super) struct Checked {
+    pub(super) body: Bytes,
+    /// The body's memory charge beyond what its head declared, held until the answer.
+    pub(super) _held: Charge,
+    /// When the caller stops waiting for its slot.
+    pub(super) deadline: Instant,
+    /// The group written, for group writes: the lane the request waits in.
+    pub(super) group: Option<Arc<str>>,
+    /// The attributes written, in payload order (a coalesced write merges them).
+    attrs: Vec<(String, String)>,
+}
+
+/// Where a checked request waits.
+pub(super) enum Place {
+    /// In its group's open batch, sent with the batch.
+    Batch(coalesce::Write),
+    /// In line on its own (a barrier goes behind its group's open batch).
+    Alone(Result<Admission, Error>),
+}
+
+impl Gateway {
+    /// Checks a read body: charges what it holds beyond its declared length (a body sent in
+    /// chunks declared nothing), applies the API's payload rules, and sets the deadline.
+    pub(super) fn check(
+        &self,
+        route: &Route,
+        body: Bytes,
+        declared: u64,
+        max_wait: Result<Duration, Error>,
+    ) -> Result<Checked, Error> {
+        let held = self
+            .memory
+            .charge((body.len() as u64).saturating_sub(declared));
+        let validated = validate::validate(route.kind, &body)?;
+        let deadline = Instant::now() + max_wait?;
+        let group = match (route.kind.is_group_write(), validated.group_id) {
+            (true, Some(id)) => Some(Arc::<str>::from(id)),
+            _ => None,
+        };
+        Ok(Checked {
+            body,
+            _held: held,
+            deadline,
+            group,
+            attrs: validated.attrs,
+        })
+    }
+
+    /// Takes the request's place now: a plain modify joins its group's open batch when
+    /// coalescing is on; any other write to the group is a barrier that closes the batch and
+    /// queues behind it; the rest queue in their lanes.
+    pub(super) fn place(
+        &self,
+        live: &Live,
+        route: &Route,
+        checked: &mut Checked,
+        request_id: &str,
+    ) -> Place {
+        let Checked {
+            body,
+            deadline,
+            group,
+            attrs,
+            ..
+        } = checked;
+        match (live.coalesce, &*group) {
+            (true, Some(group)) if coalesce::merges(route.kind, body) => {
+                Place::Batch(coalesce::Write {
+                    api: route.name.clone(),
+                    group: group.clone(),
+                    attrs: std::mem::take(attrs),
+                    deadline: *deadline,
+                    request_id: request_id.to_string(),
+                })
+            }
+            (true, Some(group)) => {
+                Place::Alone(self.coalescer.barrier(&route.name, group, *deadline))
+            }
+            _ => Place::Alone(self.pacer.admit(&route.name, group.as_ref(), *deadline)),
+        }
+    }
+}

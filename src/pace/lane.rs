@@ -1,0 +1,116 @@
+//! One lane's state: an API's budget, a group's budget and queue, and the arithmetic of when a
+//! request admitted now would leave through them.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::lanes::LaneSettings;
+use super::rate::Rate;
+use super::send_log::SendLog;
+use crate::error::Error;
+
+/// One API's budget: GCRA with a burst of one, as the next instant a send may be reserved.
+#[derive(Debug)]
+pub(crate) struct AppLane {
+    /// The theoretical arrival time: no slot before it.
+    pub tat: Instant,
+    /// Spacing between sends, slowed after throttling answers.
+    pub rate: Rate,
+    /// When its last sends actually left.
+    pub sent: SendLog,
+    /// Admitted requests of this API that have no slot yet.
+    pub pending: usize,
+    /// When each of its calls now in flight left, oldest first: until answered, a call may reach
+    /// Tencent at any moment.
+    pub flying: VecDeque<Instant>,
+}
+
+impl AppLane {
+    pub(super) fn new(settings: &LaneSettings, now: Instant) -> AppLane {
+        AppLane {
+            tat: now,
+            rate: Rate::new(settings.app_interval, now),
+            sent: SendLog::default(),
+            pending: 0,
+            flying: VecDeque::new(),
+        }
+    }
+}
+
+/// One group's write budget and queue.
+#[derive(Debug)]
+pub(crate) struct GroupLane {
+    /// No write of this group is sent before it.
+    pub tat: Instant,
+    /// Spacing between this group's writes, slowed after throttling answers.
+    pub rate: Rate,
+    /// When its last writes actually left.
+    pub sent: SendLog,
+    /// A write of this group holds the lane: it is waiting for its slot or its answer.
+    pub busy: bool,
+    /// Writes waiting behind it, in accept order, each with the signal that hands it the lane.
+    pub waiters: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+impl GroupLane {
+    pub(super) fn is_idle(&mut self, now: Instant, window: Duration) -> bool {
+        // Recovery is lazy: bring the rate up to date before asking whether it has recovered.
+        self.rate.interval(now);
+        // A slowed group is kept until it has recovered, and any group until its last send has
+        // left the window: forgetting either would forget what holds the next send back.
+        !self.busy
+            && self.waiters.is_empty()
+            && self.tat <= now
+            && !self.rate.is_slowed()
+            && self.sent.is_quiet(window, now)
+    }
+}
+
+/// When a request admitted now would leave, by its API's lane and its group's (`lane`, when the
+/// group has one), or why it may not wait: its group's queue is full, or it would leave after
+/// `deadline`. A group behind by more than the API is answered as the group's refusal.
+pub(super) fn estimate(
+    app: &AppLane,
+    lane: Option<&GroupLane>,
+    settings: &LaneSettings,
+    deadline: Instant,
+    now: Instant,
+) -> Result<Instant, Error> {
+    let app_estimate = app.tat.max(now) + app.rate.current() * app.pending as u32;
+    let mut estimate = app_estimate;
+    if let Some(lane) = lane {
+        if lane.waiters.len() >= settings.max_queue_per_group {
+            let ahead = lane.waiters.len() as u32 + 1;
+            let retry_after = busy(lane.tat.max(now) + lane.rate.current() * ahead, now);
+            return Err(Error::GroupBusy {
+                retry_after,
+                full: true,
+            });
+        }
+        let ahead = lane.waiters.len() as u32 + u32::from(lane.busy);
+        let group_estimate = lane.tat.max(now) + lane.rate.current() * ahead;
+        if group_estimate > deadline && group_estimate >= app_estimate {
+            return Err(Error::GroupBusy {
+                retry_after: busy(group_estimate, now),
+                full: false,
+            });
+        }
+        estimate = estimate.max(group_estimate);
+    }
+    if estimate > deadline {
+        return Err(Error::AppBusy {
+            retry_after: busy(estimate, now),
+            full: false,
+        });
+    }
+    Ok(estimate)
+}
+
+fn busy(estimate: Instant, now: Instant) -> Duration {
+    estimate
+        .saturating_duration_since(now)
+        .max(Duration::from_secs(1))
+}
