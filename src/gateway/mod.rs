@@ -26,7 +26,6 @@ use crate::retry::send::{Forwarder, Job};
 use crate::server::Body;
 use crate::signer::Signer;
 use crate::upstream::{Reply, Upstream};
-use coalesce::Coalescer;
 use head::{Begun, request_id};
 use live::{Live, Route};
 use place::{Checked, Place};
@@ -61,7 +60,6 @@ pub struct Gateway {
     live: RwLock<Arc<Live>>,
     pacer: Pacer,
     forwarder: Arc<Forwarder>,
-    coalescer: Arc<Coalescer>,
     metrics: Metrics,
     memory: MemoryGuard,
     draining: AtomicBool,
@@ -92,14 +90,12 @@ impl Gateway {
             metrics.clone(),
         );
         let forwarder = Arc::new(forwarder);
-        let coalescer = Coalescer::new(pacer.clone(), forwarder.clone(), metrics.clone());
         let budget = memory::budget(config.server.memory_limit_bytes, &config.server.cgroup_root);
         let memory = MemoryGuard::new(budget, &metrics.pressure);
         Gateway {
             live: RwLock::new(Arc::new(live)),
             pacer,
             forwarder,
-            coalescer: Arc::new(coalescer),
             metrics,
             memory,
             draining: AtomicBool::new(false),
@@ -113,7 +109,6 @@ impl Gateway {
         let apis = live.apis();
         self.pacer.reconfigure(&config.limits);
         self.forwarder.reconfigure(config, &apis);
-        self.coalescer.close_all();
         *self
             .live
             .write()
@@ -210,8 +205,8 @@ impl Gateway {
                     Place::Batch(write) => {
                         // Boxed, as the send below: a queued request's future holds only what
                         // it waits with.
-                        let batched = Box::pin(self.coalescer.modify(write, live.batch_cap));
-                        break 'processed batched.await.processed(route);
+                        let batched = Box::pin(self.clone().coalesce(write, live.batch_cap));
+                        break 'processed outcome::shared(batched.await, route);
                     }
                     Place::Alone(Ok(admission)) => admission,
                     Place::Alone(Err(e)) => break 'processed Err(fail(e)),

@@ -7,10 +7,20 @@ use http::{HeaderValue, Response};
 use tokio::time::Instant;
 
 use super::answer::{error_response, reply_response};
+use super::live::Route;
 use super::{COALESCED_HEADER, Gateway, Processed, REQUEST_ID_HEADER, UNROUTED};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::pace::batch::Shared;
 use crate::server::Body;
+
+/// The outcome of a coalesced member's request on `route`: its batch's answer.
+pub(super) fn shared(shared: Shared, route: Route) -> Processed {
+    match shared.result {
+        Ok(reply) => Ok((route, reply, shared.size)),
+        Err(err) => Err((Some(route), err, shared.size)),
+    }
+}
 
 /// What the access log and the request metrics say about one answer.
 struct Verdict {

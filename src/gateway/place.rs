@@ -14,6 +14,7 @@ use super::{Gateway, coalesce};
 use crate::error::Error;
 use crate::memory::Charge;
 use crate::pace::Admission;
+use crate::pace::batch::Write;
 use crate::validate;
 
 /// A request whose body passed its checks.
@@ -32,7 +33,7 @@ pub(super) struct Checked {
 /// Where a checked request waits.
 pub(super) enum Place {
     /// In its group's open batch, sent with the batch.
-    Batch(coalesce::Write),
+    Batch(Write),
     /// In line on its own (a barrier goes behind its group's open batch).
     Alone(Result<Admission, Error>),
 }
@@ -65,9 +66,9 @@ impl Gateway {
         })
     }
 
-    /// Takes the request's place now: a plain modify joins its group's open batch when
-    /// coalescing is on; any other write to the group is a barrier that closes the batch and
-    /// queues behind it; the rest queue in their lanes.
+    /// Takes the request's place now: a plain modify goes to its group's open batch when
+    /// coalescing is on; any other write to the group is a barrier: admitted to the group's
+    /// lane, it closes the batch and queues behind it; the rest queue in their lanes.
     pub(super) fn place(
         &self,
         live: &Live,
@@ -83,18 +84,14 @@ impl Gateway {
             ..
         } = checked;
         match (live.coalesce, &*group) {
-            (true, Some(group)) if coalesce::merges(route.kind, body) => {
-                Place::Batch(coalesce::Write {
-                    api: route.name.clone(),
-                    group: group.clone(),
-                    attrs: std::mem::take(attrs),
-                    deadline: *deadline,
-                    request_id: request_id.to_string(),
-                })
-            }
-            (true, Some(group)) => {
-                Place::Alone(self.coalescer.barrier(&route.name, group, *deadline))
-            }
+            (true, Some(group)) if coalesce::merges(route.kind, body) => Place::Batch(Write {
+                api: route.name.clone(),
+                group: group.clone(),
+                attrs: std::mem::take(attrs),
+                deadline: *deadline,
+                request_id: request_id.to_string(),
+            }),
+            // Any other write to the group closes its open batch as it is admitted.
             _ => Place::Alone(self.pacer.admit(&route.name, group.as_ref(), *deadline)),
         }
     }

@@ -8,6 +8,25 @@ use tokio::time::Instant;
 use super::Pacer;
 use crate::error::Error;
 
+/// When a wait in line gives up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Deadline {
+    /// The caller's deadline: it is answered 429 if it cannot leave by then.
+    At(Instant),
+    /// None of its own: a coalesced batch, whose members keep their deadlines and leave at
+    /// them; the batch leaves line when its last member has gone. Only draining bounds it.
+    Members,
+}
+
+impl Deadline {
+    fn at(self) -> Option<Instant> {
+        match self {
+            Deadline::At(at) => Some(at),
+            Deadline::Members => None,
+        }
+    }
+}
+
 /// Why a wait ended without its turn.
 pub(super) enum Stop {
     /// The request's own deadline passed.
@@ -19,37 +38,48 @@ pub(super) enum Stop {
 impl Pacer {
     /// The answer for a request that cannot leave in time: 503 when draining cut its time short,
     /// else `busy` (a 429).
-    pub(super) fn too_late(&self, deadline: Instant, busy: Error) -> Error {
-        if self.cutoff(deadline) < deadline {
-            Error::ShuttingDown
-        } else {
-            busy
+    pub(super) fn too_late(&self, deadline: Deadline, busy: Error) -> Error {
+        match (self.cutoff(deadline), deadline.at()) {
+            (Some(cutoff), Some(at)) if cutoff >= at => busy,
+            (None, _) => busy,
+            _ => Error::ShuttingDown,
         }
     }
 
-    /// The last instant a request with `deadline` may be sent: earlier while draining.
-    pub(super) fn cutoff(&self, deadline: Instant) -> Instant {
-        self.inner
-            .drain
-            .borrow()
-            .map_or(deadline, |drain| drain.min(deadline))
+    /// The last instant a request with `deadline` may be sent: earlier while draining; `None`
+    /// when nothing bounds it.
+    pub(super) fn cutoff(&self, deadline: Deadline) -> Option<Instant> {
+        earliest(*self.inner.drain.borrow(), deadline.at())
+    }
+
+    /// [`Pacer::cutoff`] for a caller's deadline.
+    pub(super) fn cutoff_at(&self, deadline: Instant) -> Instant {
+        self.cutoff(Deadline::At(deadline)).unwrap_or(deadline)
+    }
+
+    /// Whether `at` is past the last instant a request with `deadline` may be sent.
+    pub(super) fn past(&self, deadline: Deadline, at: Instant) -> bool {
+        self.cutoff(deadline).is_some_and(|cutoff| at > cutoff)
     }
 
     /// Runs `fut` until it completes, the deadline passes, or draining cuts it short.
     pub(super) async fn bounded<F: std::future::Future>(
         &self,
         mut fut: std::pin::Pin<&mut F>,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<F::Output, Stop> {
         let mut drain = self.inner.drain.subscribe();
         loop {
             let drain_by = *drain.borrow_and_update();
-            let until = drain_by.map_or(deadline, |d| d.min(deadline));
+            let until = earliest(drain_by, deadline.at());
             tokio::select! {
                 biased;
                 out = fut.as_mut() => return Ok(out),
-                () = tokio::time::sleep_until(until) => {
-                    return Err(if until < deadline { Stop::Drain } else { Stop::Deadline });
+                // With no bound at all (a batch, not draining) only a drain ends the wait. No
+                // future of its own for that case: every queued request holds this one.
+                () = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
+                    let drained = deadline.at().is_none_or(|at| until.is_some_and(|u| u < at));
+                    return Err(if drained { Stop::Drain } else { Stop::Deadline });
                 }
                 changed = drain.changed() => {
                     if changed.is_err() {
@@ -59,6 +89,14 @@ impl Pacer {
                 }
             }
         }
+    }
+}
+
+/// The earlier of two bounds, either of which may be absent.
+fn earliest(drain: Option<Instant>, at: Option<Instant>) -> Option<Instant> {
+    match (drain, at) {
+        (Some(drain), Some(at)) => Some(drain.min(at)),
+        (drain, at) => drain.or(at),
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Pacer;
-use super::bound::sleep_until;
+use super::bound::{Deadline, sleep_until};
 use super::lanes::{LaneSettings, Lanes};
 use super::shared::{self, Mode, Reserved, Shared};
 use crate::config::{Backend, LimitsConfig, Share};
@@ -189,7 +189,7 @@ impl Pacer {
 
     /// Waits for the grant's slot: true when it came, false when the grant was revoked first
     /// (Redis came back since it was given).
-    pub(super) async fn wait_slot(&self, grant: &Grant, deadline: Instant) -> Result<bool, Error> {
+    pub(super) async fn wait_slot(&self, grant: &Grant, deadline: Deadline) -> Result<bool, Error> {
         let Some(mut modes) = self.inner.budget.subscribe() else {
             self.bounded(std::pin::pin!(sleep_until(grant.slot)), deadline)
                 .await
@@ -223,7 +223,7 @@ impl Pacer {
         shared: &Shared,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
-        deadline: Instant,
+        deadline: Deadline,
         first: bool,
     ) -> Option<Result<Grant, Error>> {
         loop {
@@ -236,7 +236,7 @@ impl Pacer {
             };
             if let Some(until) = shared.held_until() {
                 // A stall's fence: ask once it has passed.
-                if until > self.cutoff(deadline) {
+                if self.past(deadline, until) {
                     let busy = Error::AppBusy {
                         retry_after: until.saturating_duration_since(Instant::now()),
                         full: false,
@@ -293,7 +293,7 @@ impl Pacer {
                 } else {
                     shared::HORIZON
                 };
-            if left > self.cutoff(deadline) {
+            if self.past(deadline, left) {
                 let retry_after = left.saturating_duration_since(Instant::now());
                 let busy = if group_later {
                     Error::GroupBusy {
@@ -329,7 +329,7 @@ impl Pacer {
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
-        deadline: Instant,
+        deadline: Deadline,
         first: bool,
         grant: Grant,
     ) -> Result<Grant, Error> {
@@ -337,12 +337,12 @@ impl Pacer {
         {
             let mut lanes = self.lanes();
             lanes.follow_shared(api, group, slot);
-            if first && slot <= self.cutoff(deadline) {
+            if first && !self.past(deadline, slot) {
                 lanes.unpend(api);
             }
         }
         let wait = slot.saturating_duration_since(Instant::now());
-        if slot > self.cutoff(deadline) {
+        if self.past(deadline, slot) {
             let busy = Error::AppBusy {
                 retry_after: wait,
                 full: false,

@@ -2,11 +2,13 @@
 //! request admitted now would leave through them.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::batch::Batch;
 use super::lanes::LaneSettings;
 use super::rate::Rate;
 use super::send_log::SendLog;
@@ -53,6 +55,9 @@ pub(crate) struct GroupLane {
     pub busy: bool,
     /// Writes waiting behind it, in accept order, each with the signal that hands it the lane.
     pub waiters: VecDeque<(u64, oneshot::Sender<()>)>,
+    /// The coalesced batch a mergeable write may join: the newest write in this lane, not yet
+    /// sent (see `pace::batch`). Any other write admitted to the lane closes it.
+    pub open: Option<Arc<Batch>>,
 }
 
 impl GroupLane {

@@ -158,7 +158,12 @@ impl Lanes {
             sent: SendLog::default(),
             busy: false,
             waiters: VecDeque::new(),
+            open: None,
         });
+        // Nothing merges across a write: a batch opened for it sets itself open afterwards.
+        if let Some(batch) = lane.open.take() {
+            batch.close();
+        }
         if !lane.busy {
             lane.busy = true;
             return Admitted::Go;
@@ -175,7 +180,7 @@ impl Lanes {
     }
 
     /// Reserves the next app slot (and the group's, together): the send time, or `None` if it
-    /// would be past `deadline`, in which case nothing is taken.
+    /// would be past `deadline` (when there is one), in which case nothing is taken.
     ///
     /// A slot may lie up to [`TIMER_SLACK`] in the past: tokio's timers fire on whole
     /// milliseconds, and charging that lateness to the schedule would lose up to 1 ms per send
@@ -186,7 +191,7 @@ impl Lanes {
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
-        deadline: Instant,
+        deadline: Option<Instant>,
         now: Instant,
         first: bool,
     ) -> Option<Instant> {
@@ -194,7 +199,7 @@ impl Lanes {
         let earliest = now.checked_sub(TIMER_SLACK).unwrap_or(now);
         let group_tat = group.and_then(|g| self.groups.get(g)).map(|lane| lane.tat);
         let slot = app.tat.max(group_tat.unwrap_or(earliest)).max(earliest);
-        if slot > deadline {
+        if deadline.is_some_and(|deadline| slot > deadline) {
             return None;
         }
         app.tat = slot + app.rate.interval(now);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::bound::sleep_until;
+use super::bound::{Deadline, sleep_until};
 use super::claim::Hold;
 use super::follow::Grant;
 use super::shared::Mode;
@@ -22,7 +22,7 @@ impl Pacer {
         mut ticket: Ticket,
         handover: Option<tokio::sync::oneshot::Receiver<()>>,
         admitted_at: Instant,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<Permit, Error> {
         let (api, group) = (&ticket.api, ticket.group.as_ref());
         if let Some(handover) = handover {
@@ -58,6 +58,7 @@ impl Pacer {
     /// waits for it, keeping its group's lane (so no later write overtakes a retry).
     pub async fn reacquire(&self, permit: &mut Permit, deadline: Instant) -> Result<(), Error> {
         let (api, group) = (permit.api.clone(), permit.group.clone());
+        let deadline = Deadline::At(deadline);
         loop {
             let grant = self
                 .take_slot(&api, group.as_ref(), deadline, false)
@@ -78,7 +79,7 @@ impl Pacer {
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         grant: &Grant,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<Option<Instant>, Error> {
         if let Some(sent) = grant.claimed {
             return Ok(Some(sent));
@@ -98,7 +99,7 @@ impl Pacer {
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
-        deadline: Instant,
+        deadline: Deadline,
         grant: &Grant,
     ) -> Result<Option<Instant>, Error> {
         loop {
@@ -171,7 +172,7 @@ impl Pacer {
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
-        deadline: Instant,
+        deadline: Deadline,
         first: bool,
     ) -> Result<Grant, Error> {
         loop {
@@ -179,7 +180,7 @@ impl Pacer {
             // While the shared budget serves, Redis spaces the group; the local lane only orders it.
             if let Some(group) = group.filter(|_| !mode.up) {
                 let ready = self.lanes().group_ready_at(group, Instant::now());
-                if ready > self.cutoff(deadline) {
+                if self.past(deadline, ready) {
                     let retry_after = ready.saturating_duration_since(Instant::now());
                     return Err(self.too_late(
                         deadline,
@@ -221,7 +222,7 @@ impl Pacer {
         &self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
-        deadline: Instant,
+        deadline: Deadline,
         first: bool,
         mode: Mode,
     ) -> Result<Option<Grant>, Error> {

@@ -18,7 +18,7 @@ fn joined(join: Join) -> Seat {
 }
 
 fn merged(members: &[Member]) -> Vec<(String, String)> {
-    super::super::merge::union(members.iter().map(|m| m.attrs.as_slice()))
+    super::merge::union(members.iter().map(|m| m.attrs.as_slice()))
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()

@@ -1,6 +1,10 @@
-//! One batch: the `modify_group_attr` writes of one group that share one place in the group's
-//! line and one upstream call. Its members join while it waits; each may leave (deadline, hang-up)
-//! until the batch is taken at its slot; then every member left gets the same answer.
+//! Coalescing as a stage of a group's lane (`limits.coalesce`): a batch is the `modify_group_attr`
+//! writes of one group that share one place in the group's line and one upstream call. The lane
+//! holds its open batch; its members join while it waits, each may leave (deadline, hang-up)
+//! until the batch is taken at its slot, and every member left then gets the same answer.
+
+mod merge;
+mod stage;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,11 +12,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use super::merge::{Attrs, Envelope};
 use crate::error::Error;
-use crate::gateway::Processed;
-use crate::gateway::live::Route;
 use crate::upstream::Reply;
+use merge::{Attrs, Envelope};
+pub(crate) use merge::{body, is_plain, union};
+pub(crate) use stage::{Merged, Taken};
 
 /// A write that asks to be merged.
 #[derive(Debug)]
@@ -40,14 +44,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The outcome of a member's request on `route`.
-    pub(crate) fn processed(self, route: Route) -> Processed {
-        match self.result {
-            Ok(reply) => Ok((route, reply, self.size)),
-            Err(err) => Err((Some(route), err, self.size)),
-        }
-    }
-
     /// An answer for one member alone: no upstream call carried it.
     pub(crate) fn refused(err: Error) -> Shared {
         Shared {
@@ -103,6 +99,8 @@ pub(crate) enum Join {
 /// One batch of one group.
 #[derive(Debug)]
 pub(crate) struct Batch {
+    /// The API all members call (modify_group_attr).
+    pub(crate) api: Arc<str>,
     /// The group all members write.
     pub(crate) group: Arc<str>,
     /// When the pacer expected the batch to leave when it was admitted.
@@ -116,6 +114,7 @@ impl Batch {
     /// A batch holding `first`, admitted to the pacer with `estimate`.
     pub(crate) fn open(first: Write, estimate: Instant) -> (Arc<Batch>, Seat) {
         let batch = Arc::new(Batch {
+            api: first.api.clone(),
             group: first.group.clone(),
             estimate,
             state: Mutex::new(State {
@@ -295,3 +294,7 @@ impl Drop for Seat {
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "stage_tests.rs"]
+mod stage_tests;
