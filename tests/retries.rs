@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::{Client, Gateway, base_toml, tls_emulator};
 use timgate::clock::unix_now;
-use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, EmulatorConfig, Fault};
+use timgate::emulator::{DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig, Fault};
 use timgate::tencent::usersig;
 use tokio::time::Instant;
 
@@ -27,6 +27,18 @@ fn counter(gateway: &Gateway, name: &str, labels: &[&str]) -> u64 {
             .get(),
         _ => unreachable!("no such counter"),
     }
+}
+
+/// The demo emulator behind a gateway whose retries start at a 10 ms backoff (the TLS files
+/// are kept for the test's length).
+async fn quick_retries() -> (Emulator, support::Tls, Gateway) {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let gateway = Gateway::start(&[
+        &base_toml(emulator.addr, Some(&tls)),
+        "[retry]\nbase_delay_ms = 10\n",
+    ])
+    .await;
+    (emulator, tls, gateway)
 }
 
 #[tokio::test]
@@ -219,12 +231,7 @@ async fn the_retry_budget_bounds_attempts_against_an_upstream_that_always_fails(
 
 #[tokio::test]
 async fn writes_stay_in_accept_order_when_retries_are_injected() {
-    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
-    let gateway = Gateway::start(&[
-        &base_toml(emulator.addr, Some(&tls)),
-        "[retry]\nbase_delay_ms = 10\n",
-    ])
-    .await;
+    let (emulator, _tls, gateway) = quick_retries().await;
     let admitted = gateway.metrics.admitted.with_label_values(&[MODIFY]);
     emulator.state.inject("ordered", Fault::Code(10002), 2);
     let client = Client::new();
@@ -314,5 +321,108 @@ async fn throttle_answers_slow_the_group_lane_until_the_errors_stop() {
             .get()
             >= 1
     );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_5xx_is_retried_only_for_an_api_that_is_safe_to_send_twice() {
+    const CREATE: &str = "group_open_http_svc/create_group";
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let allow =
+        format!("[retry]\nbase_delay_ms = 10\n[apis]\nallow = [\"{MODIFY}\", \"{CREATE}\"]\n");
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), &allow]).await;
+    emulator.state.inject("new_room", Fault::Status(502), 3);
+    let create = json!({"GroupId": "new_room", "Type": "Public", "Name": "room"}).to_string();
+    let answer = Client::new().post(&gateway.url(CREATE), create).await;
+    assert_eq!(
+        answer.status.as_u16(),
+        502,
+        "the 502 is the answer: the group may have been created"
+    );
+    let sent = |api: &str| {
+        emulator
+            .state
+            .records()
+            .iter()
+            .filter(|r| r.api == api)
+            .count()
+    };
+    assert_eq!(sent(CREATE), 1, "create_group is sent exactly once");
+    assert_eq!(counter(&gateway, "attempts", &[CREATE]), 1);
+    // A modify writes absolute values: the same 502 twice, then its answer.
+    emulator.state.inject("flaky", Fault::Status(502), 2);
+    let answer = Client::new()
+        .post(&gateway.url(MODIFY), write("flaky", "v"))
+        .await;
+    assert_eq!((answer.status.as_u16(), answer.code()), (200, 0));
+    assert_eq!(sent(MODIFY), 3);
+    assert_eq!(counter(&gateway, "retries", &[MODIFY, "http_5xx"]), 2);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delete_re_sent_after_a_lost_answer_that_gets_10050_is_answered_ok() {
+    const DELETE: &str = "group_open_http_svc/delete_group_attr";
+    let (emulator, _tls, gateway) = quick_retries().await;
+    let client = Client::new();
+    let answer = client.post(&gateway.url(MODIFY), write("room", "v")).await;
+    assert_eq!(answer.code(), 0);
+    let delete = json!({"GroupId": "room", "GroupAttr": [{"key": "k"}]}).to_string();
+    // Not answered, after the emulator deleted: the re-sent delete finds nothing to delete.
+    emulator.state.inject("room", Fault::StatusAfter(502), 1);
+    let answer = client.post(&gateway.url(DELETE), delete.clone()).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.code()),
+        (200, 0),
+        "the delete happened"
+    );
+    let codes: Vec<i64> = emulator
+        .state
+        .records()
+        .iter()
+        .filter(|r| r.api == DELETE)
+        .map(|r| r.code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![0, 10050],
+        "deleted, then nothing left to delete"
+    );
+    // A delete of a key that was never there, answered the first time, stays a 10050.
+    let answer = client.post(&gateway.url(DELETE), delete).await;
+    assert_eq!(answer.code(), 10050);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_60011_slows_every_api_of_the_app_and_a_60007_only_its_own() {
+    const GET: &str = "group_open_attr_http_svc/get_group_attr";
+    const DELETE: &str = "group_open_http_svc/delete_group_attr";
+    let (emulator, _tls, gateway) = quick_retries().await;
+    let rate = |api: &str| {
+        gateway
+            .metrics
+            .lane_rate
+            .with_label_values(&["app", api])
+            .get()
+    };
+    let full = rate(GET);
+    assert!(full > 190.0, "every lane starts at the limit: {full}");
+    let client = Client::new();
+    emulator.state.inject("one", Fault::Code(60007), 1);
+    let answer = client.post(&gateway.url(MODIFY), write("one", "v")).await;
+    assert_eq!(answer.code(), 0, "retried after the slowdown");
+    assert!(rate(MODIFY) < full, "the API that got 60007 is slowed");
+    assert_eq!(rate(GET), full, "60007 is one API's limit");
+    emulator.state.inject("two", Fault::Code(60011), 1);
+    let answer = client.post(&gateway.url(MODIFY), write("two", "v")).await;
+    assert_eq!(answer.code(), 0);
+    for api in [GET, DELETE] {
+        assert!(
+            rate(api) < full,
+            "60011 is the app's total: {api} is slowed too ({})",
+            rate(api)
+        );
+    }
     gateway.shutdown().await;
 }

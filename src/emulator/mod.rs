@@ -202,11 +202,11 @@ impl Service {
                 Some((group, Fault::Code(code))) => {
                     (Some(group.clone()), Err((*code, "injected fault".into())))
                 }
+                Some((_, Fault::StatusAfter(_))) | None => self.process(&call, inner, now),
                 Some((group, _)) => (
                     Some(group.clone()),
                     Err((state::NO_ANSWER, "no answer (injected)".into())),
                 ),
-                None => self.process(&call, inner, now),
             };
             inner.record(
                 Record {
@@ -226,7 +226,15 @@ impl Service {
         match fault {
             Some(Fault::Close) => return Err(Abort),
             Some(Fault::Stall) => std::future::pending::<()>().await,
-            _ => {}
+            Some(Fault::Status(status) | Fault::StatusAfter(status)) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let mut page = Response::new(http_body_util::Full::new(Bytes::from_static(
+                    b"<html><body>upstream error (injected)</body></html>",
+                )));
+                *page.status_mut() = status;
+                return Ok(page);
+            }
+            Some(Fault::Code(_)) | None => {}
         }
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;

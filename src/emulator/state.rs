@@ -44,6 +44,12 @@ pub enum Fault {
     Close,
     /// Never answer (the caller's timeout ends it).
     Stall,
+    /// Answer with this HTTP status and no Tencent body, as a load balancer in front of Tencent
+    /// does (a 502 after the call may have reached Tencent).
+    Status(u16),
+    /// Carry out the call, then answer with this HTTP status instead of Tencent's answer: the
+    /// call reached Tencent and its answer was lost on the way back.
+    StatusAfter(u16),
 }
 
 /// What a lane (an API, or a group's attribute writes) received: the load benchmark's view of

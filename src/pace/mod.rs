@@ -18,6 +18,7 @@ mod metrics;
 mod rate;
 mod send_log;
 pub mod shared;
+mod slow;
 mod ticket;
 mod turn;
 
@@ -135,26 +136,6 @@ impl Pacer {
             .limit
             .with_label_values(&["group"])
             .set(limits.group_writes_per_second.into());
-    }
-
-    /// Tencent said "too fast" (10049 for a group, 60007 and kin for an API): slow that lane down
-    /// for a cool-down, after which it recovers step by step.
-    pub fn slow_down(&self, api: &Arc<str>, group: Option<&Arc<str>>) {
-        let rate = self.lanes().slow_down(api, group, Instant::now());
-        let Some(rate) = rate else { return };
-        let metrics = &self.inner.metrics.all;
-        let lane = if group.is_some() { "group" } else { "app" };
-        metrics.throttles.with_label_values(&[lane]).inc();
-        if let (None, Some(gauge)) = (group, self.inner.metrics.lane_rate.get(api)) {
-            gauge.set(rate);
-        }
-        tracing::warn!(
-            api = &**api,
-            lane,
-            group = group.map(|g| &**g),
-            rate_per_second = rate,
-            "Tencent answered too fast: lane slowed."
-        );
     }
 
     /// A pacer with explicit lane settings (tests and benchmarks).

@@ -126,6 +126,8 @@ impl Forwarder {
             budget.deposit();
         }
         let (mut attempt, mut done) = (1, Resigned::default());
+        // An earlier attempt may have reached Tencent with its answer lost.
+        let mut unsure = false;
         loop {
             if permit.expired() {
                 // Its slot passed while this task waited to run: it counts as sent (it was
@@ -137,6 +139,8 @@ impl Forwarder {
             let key_changes = self.signer.key_changes();
             let outcome = self.attempt(&job.api, job.body.clone()).await;
             permit.landed();
+            let outcome = super::settle(&job.api, outcome, unsure);
+            unsure |= super::unsure(&outcome);
             let verdict = policy.decide(&outcome, attempt, job.idempotent, done);
             let tried = Tried {
                 attempt,
@@ -208,7 +212,8 @@ impl Forwarder {
             Some(Slow::Group) if job.group.is_some() => {
                 self.pacer.slow_down(&job.api, job.group.as_ref())
             }
-            Some(_) => self.pacer.slow_down(&job.api, None),
+            Some(Slow::Sdkappid) => self.pacer.slow_down_app(&job.api),
+            Some(Slow::Group | Slow::App) => self.pacer.slow_down(&job.api, None),
             None => {}
         }
         self.metrics

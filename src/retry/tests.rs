@@ -61,7 +61,13 @@ fn success_and_final_codes_are_answered_at_once() {
 
 #[test]
 fn transient_codes_are_retried_with_backoff() {
-    for code in [10002, 60008, 60014, 70169, 70202, 70500] {
+    let attrs_and_accounts = [10002, 60008, 60014, 70169, 70202, 70500];
+    // The other families' (tencent-im-api.md §8.1, §8.2): messages, relationship chain, profile,
+    // recent contacts.
+    let others = [
+        20004, 20005, 30006, 30007, 40006, 50004, 50005, 90992, 90994, 90995, 91000,
+    ];
+    for code in attrs_and_accounts.into_iter().chain(others) {
         match policy().decide(&reply(code), 1, true, NONE) {
             Verdict::Retry {
                 reason,
@@ -91,9 +97,10 @@ fn throttling_codes_slow_the_right_lane_then_retry() {
         ),
         Verdict::Answer => panic!("10049 answered"),
     }
-    for code in [60007, 60011, 60018, 60019] {
+    for code in [60007, 60018, 60019, 10006, 90024] {
         assert_eq!(slow(code), Some(Slow::App), "{code}");
     }
+    assert_eq!(slow(60011), Some(Slow::Sdkappid), "the app's total");
     match policy().decide(&reply(70050), 1, true, NONE) {
         Verdict::Retry { delay, .. } => assert_eq!(delay, Duration::from_secs(60)),
         Verdict::Answer => panic!("70050 answered"),
@@ -102,18 +109,45 @@ fn throttling_codes_slow_the_right_lane_then_retry() {
 
 #[test]
 fn an_expired_sig_is_renewed_and_retried_once() {
-    match policy().decide(&reply(70001), 1, true, NONE) {
-        Verdict::Retry {
-            renew: Renew::Sig,
-            delay,
-            ..
-        } => assert_eq!(delay, Duration::ZERO),
-        other => panic!("{other:?}"),
+    // 70052 and 20002 (§8.1) say what 70001 says.
+    for code in [70001, 70052, 20002] {
+        match policy().decide(&reply(code), 1, true, NONE) {
+            Verdict::Retry {
+                renew: Renew::Sig,
+                delay,
+                ..
+            } => assert_eq!(delay, Duration::ZERO, "{code}"),
+            other => panic!("{code}: {other:?}"),
+        }
+        assert_eq!(
+            policy().decide(&reply(code), 2, true, SIG),
+            Verdict::Answer,
+            "{code}"
+        );
     }
+}
+
+#[test]
+fn a_re_sent_delete_that_finds_nothing_to_delete_did_delete() {
+    const DELETE: &str = "group_open_http_svc/delete_group_attr";
+    let lost = Err(Error::UpstreamTimeout(Duration::from_secs(1)));
+    assert!(unsure(&lost));
+    assert!(!unsure(&reply(10002)), "Tencent answered");
+    let settled = settle(DELETE, reply(10050), true).expect("a reply");
+    assert_eq!((settled.status, settled.code), (StatusCode::OK, Some(0)));
     assert_eq!(
-        policy().decide(&reply(70001), 2, true, SIG),
-        Verdict::Answer
+        crate::tencent::codes::error_code(&settled.body),
+        Some(0),
+        "the body the caller gets says OK too"
     );
+    let first = settle(DELETE, reply(10050), false).expect("a reply");
+    assert_eq!(
+        first.code,
+        Some(10050),
+        "answered the first time: nothing was there"
+    );
+    let modify = settle("group_open_http_svc/modify_group_attr", reply(10050), true);
+    assert_eq!(modify.expect("a reply").code, Some(10050), "deletes only");
 }
 
 #[test]
@@ -161,7 +195,12 @@ fn transport_faults_retry_by_what_may_have_been_sent() {
         body: Bytes::new(),
         code: None,
     });
-    assert_eq!(reason(&p.decide(&http, 1, false, NONE)), Some("http_5xx"));
+    assert_eq!(reason(&p.decide(&http, 1, true, NONE)), Some("http_5xx"));
+    assert_eq!(
+        p.decide(&http, 1, false, NONE),
+        Verdict::Answer,
+        "a 5xx may come after Tencent got the call: not idempotent, not re-sent"
+    );
     let html = Ok(Reply {
         status: StatusCode::OK,
         body: Bytes::from_static(b"<html>"),

@@ -8,8 +8,10 @@ use serde::Deserialize;
 pub enum Slow {
     /// 10049: the group's write budget.
     Group,
-    /// 60007, 60011, 60018, 60019: the API's budget.
+    /// 60007, 60018, 60019 and kin: the API's budget.
     App,
+    /// 60011: the SDKAppID's total, which every API counts towards.
+    Sdkappid,
 }
 
 /// What to do about an answer, decided from its `ErrorCode` alone.
@@ -32,40 +34,61 @@ pub enum Class {
     Final,
 }
 
-/// One row of [`CODES`]: `code_<code>` is its `reason` label in `timgate_retries_total`.
+/// One row of [`CODES`]: `code_<code>` is its `reason` label in `timgate_retries_total`; the
+/// last field names where Tencent says so (sections of tencent-im-api.md, which cite the pages).
 macro_rules! row {
-    ($code:literal, $class:expr) => {
-        ($code, $class, concat!("code_", stringify!($code)))
+    ($code:literal, $class:expr, $source:literal) => {
+        ($code, $class, concat!("code_", stringify!($code)), $source)
     };
 }
 
-/// Every code the gateway acts on (tencent-im-api.md §2.4), with what it means and the label
-/// its retries are counted under; any code not here is final. The one list of codes.
-const CODES: &[(i64, Class, &str)] = &[
-    (0, Class::Success, "ok"),
-    row!(10002, Class::Retryable),
-    row!(60008, Class::Retryable),
-    row!(60014, Class::Retryable),
-    row!(70169, Class::Retryable),
-    row!(70202, Class::Retryable),
-    row!(70500, Class::Retryable),
-    row!(10049, Class::Throttled(Slow::Group)),
-    row!(60007, Class::Throttled(Slow::App)),
-    row!(60011, Class::Throttled(Slow::App)),
-    row!(60018, Class::Throttled(Slow::App)),
-    row!(60019, Class::Throttled(Slow::App)),
-    row!(70050, Class::ThrottledLong),
-    row!(70001, Class::SigExpired),
-    (70009, Class::BadSignature, "key_rotated"),
+/// Every code the gateway acts on, with what it means, the label its retries are counted
+/// under, and its source; any code not here is final. The one list of codes.
+#[rustfmt::skip] // one row a line: a table to read down
+const CODES: &[(i64, Class, &str, &str)] = &[
+    (0, Class::Success, "ok", "§1.2"),
+    row!(10002, Class::Retryable, "§2.3 internal error, retry"),
+    row!(60008, Class::Retryable, "§2.1 service request timed out"),
+    row!(60014, Class::Retryable, "§2.1 account swap timed out"),
+    row!(70169, Class::Retryable, "§2.2 server timeout"),
+    row!(70202, Class::Retryable, "§2.2 server timeout"),
+    row!(70500, Class::Retryable, "§2.2 internal server error"),
+    row!(20004, Class::Retryable, "§8.2 message service network exception"),
+    row!(20005, Class::Retryable, "§8.2 message service internal error"),
+    row!(30006, Class::Retryable, "§8.2 relationship chain internal error"),
+    row!(30007, Class::Retryable, "§8.2 relationship chain timeout"),
+    row!(40006, Class::Retryable, "§8.1 profile internal error, try later"),
+    row!(50004, Class::Retryable, "§8.2 recent contacts internal error"),
+    row!(50005, Class::Retryable, "§8.2 recent contacts timeout"),
+    row!(90992, Class::Retryable, "§8.2 message service internal error"),
+    row!(90994, Class::Retryable, "§8.2 message service internal error"),
+    row!(90995, Class::Retryable, "§8.2 message service internal error"),
+    row!(91000, Class::Retryable, "§8.2 message service internal error"),
+    row!(10049, Class::Throttled(Slow::Group), "§1.3 group attribute writes over 5/s"),
+    row!(10006, Class::Throttled(Slow::App), "§8.2 group operation frequency over limit"),
+    row!(60007, Class::Throttled(Slow::App), "§2.1 REST API call rate over its limit"),
+    row!(60011, Class::Throttled(Slow::Sdkappid), "§8.2 SDKAppID request frequency over limit"),
+    row!(60018, Class::Throttled(Slow::App), "§2.1 too many requests"),
+    row!(60019, Class::Throttled(Slow::App), "§2.1 too many requests"),
+    row!(90024, Class::Throttled(Slow::App), "§8.2 push interval under 1 s"),
+    row!(70050, Class::ThrottledLong, "§2.2 too many failed sig checks, 1 min"),
+    row!(70001, Class::SigExpired, "§2.2 UserSig expired"),
+    row!(70052, Class::SigExpired, "§8.1 UserSig expired (TIMCloudDef.h)"),
+    row!(20002, Class::SigExpired, "§8.1 UserSig or A2 expired"),
+    (70009, Class::BadSignature, "key_rotated", "§2.2 UserSig verification failed"),
 ];
+
+/// 10050, "deleting an attribute that does not exist" (§1.3): final, except that a delete re-sent
+/// after an attempt whose answer was lost (§8.2) gets it because that attempt did delete.
+pub const NO_SUCH_ATTRIBUTE: i64 = 10050;
 
 /// What `code` means and the label its retries are counted under, in one look at the table:
 /// final and `code_other` for a code not in it (never retried).
 pub fn lookup(code: i64) -> (Class, &'static str) {
     CODES
         .iter()
-        .find(|(c, _, _)| *c == code)
-        .map_or((Class::Final, "code_other"), |&(_, class, label)| {
+        .find(|(c, ..)| *c == code)
+        .map_or((Class::Final, "code_other"), |&(_, class, label, _)| {
             (class, label)
         })
 }
@@ -91,6 +114,13 @@ pub fn error_code(body: &[u8]) -> Option<i64> {
     serde_json::from_slice::<Envelope>(body).ok()?.error_code
 }
 
+/// Tencent's success body, for an answer the gateway knows to be a success.
+pub fn ok_body() -> Vec<u8> {
+    serde_json::json!({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
+        .to_string()
+        .into_bytes()
+}
+
 /// Tencent's failure body: `{"ActionStatus":"FAIL","ErrorCode":N,"ErrorInfo":"..."}`.
 pub fn fail_body(code: i64, info: &str) -> Vec<u8> {
     serde_json::json!({"ActionStatus": "FAIL", "ErrorCode": code, "ErrorInfo": info})
@@ -110,8 +140,17 @@ mod tests {
             assert_eq!(reason(code), format!("code_{code}"));
         }
         assert_eq!(classify(10049), Class::Throttled(Slow::Group));
-        for code in [60007, 60011, 60018, 60019] {
+        for code in [60007, 60018, 60019, 10006, 90024] {
             assert_eq!(classify(code), Class::Throttled(Slow::App), "{code}");
+        }
+        assert_eq!(classify(60011), Class::Throttled(Slow::Sdkappid));
+        for code in [
+            20004, 20005, 30006, 30007, 40006, 50004, 50005, 90992, 90994, 90995, 91000,
+        ] {
+            assert_eq!(classify(code), Class::Retryable, "{code}");
+        }
+        for code in [70052, 20002] {
+            assert_eq!(classify(code), Class::SigExpired, "{code}");
         }
         assert_eq!(classify(70050), Class::ThrottledLong);
         assert_eq!(classify(70001), Class::SigExpired);
@@ -121,6 +160,18 @@ mod tests {
             10004, 10007, 10010, 10015, 10045, 10048, 10050, 60003, 123456,
         ] {
             assert_eq!(classify(code), Class::Final, "{code}");
+        }
+    }
+
+    #[test]
+    fn every_row_names_its_source_and_each_code_is_listed_once() {
+        for (code, _, label, source) in CODES {
+            assert!(source.starts_with('§'), "{code}: {source}");
+            assert!(
+                CODES.iter().filter(|(c, ..)| c == code).count() == 1,
+                "{code} twice"
+            );
+            assert!(label == &"ok" || label == &"key_rotated" || label.starts_with("code_"));
         }
     }
 
