@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use loadgen::client::{Conn, modify};
+use loadgen::client::{Conn, modify, modify_sized};
 use loadgen::procs::Workdir;
 use loadgen::stack::{EmulatorProc, Limits, Proxy, ProxyProc};
 
@@ -19,6 +19,8 @@ const PER_GROUP: usize = 40;
 pub(crate) struct Held {
     pub proxy: Proxy,
     pub callers: usize,
+    /// The length of each caller's write.
+    pub body_bytes: usize,
     /// Callers still waiting when memory was read.
     pub held: u64,
     pub idle_kib: u64,
@@ -34,10 +36,12 @@ impl Held {
     }
 }
 
-/// Holds `callers` callers on `proxy` in front of `emulator` and reads its resident memory.
+/// Holds `callers` callers on `proxy` in front of `emulator`, each with a one-key write or, with
+/// `value_bytes`, a 16 KB one of four values that long, and reads the proxy's resident memory.
 pub(crate) async fn hold(
     proxy: Proxy,
     callers: usize,
+    value_bytes: Option<usize>,
     bin: &Path,
     dir: &Workdir,
     emulator: &EmulatorProc,
@@ -50,12 +54,17 @@ pub(crate) async fn hold(
         .map(|g| format!("@TGS#held-{}-{g}", proxy.name()).into())
         .collect();
     let (opened, answered) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let make = |i: usize| {
+        let group = &groups[i % groups.len()];
+        match value_bytes {
+            Some(bytes) => modify_sized(group, i as u64, bytes),
+            None => modify(group, i as u64),
+        }
+    };
+    let body_bytes = make(0).body.len();
     let tasks: Vec<_> = (0..callers)
         .map(|i| {
-            let (target, call) = (
-                gateway.target.clone(),
-                modify(&groups[i % groups.len()], i as u64),
-            );
+            let (target, call) = (gateway.target.clone(), make(i));
             let (opened, answered) = (opened.clone(), answered.clone());
             tokio::spawn(async move {
                 let mut conn = Conn::open(target.addr).await?;
@@ -89,6 +98,7 @@ pub(crate) async fn hold(
     Ok(Held {
         proxy,
         callers,
+        body_bytes,
         held,
         idle_kib,
         full_kib,
@@ -96,18 +106,25 @@ pub(crate) async fn hold(
     })
 }
 
-/// The rows of the HTTP/1.1 table: timgate and nginx at each count, in the same run.
+/// Callers holding a 16 KB write each, in the last rows of the table.
+const SIZED_CALLERS: usize = 2_000;
+/// Each of their four values.
+const SIZED_VALUE: usize = 4_000;
+
+/// The rows of the HTTP/1.1 table: timgate and nginx at each count with one-key writes, then at
+/// [`SIZED_CALLERS`] with 16 KB writes, in the same run.
 pub(crate) async fn run(counts: &[usize], bin: &Path, dir: &Workdir) -> Result<Vec<Held>, String> {
     timgate::server::fds::raise_nofile();
     let emulator = EmulatorProc::start(bin, dir, Duration::ZERO, false).await?;
     let mut rows = Vec::new();
-    for &callers in counts {
+    let runs = counts.iter().map(|&n| (n, None));
+    for (callers, value_bytes) in runs.chain([(SIZED_CALLERS, Some(SIZED_VALUE))]) {
         for proxy in [Proxy::Timgate, Proxy::Nginx] {
             eprintln!(
                 "memory: {} holding {callers} callers over HTTP/1.1 ...",
                 proxy.name()
             );
-            rows.push(hold(proxy, callers, bin, dir, &emulator).await?);
+            rows.push(hold(proxy, callers, value_bytes, bin, dir, &emulator).await?);
         }
     }
     Ok(rows)
@@ -119,14 +136,15 @@ pub(crate) fn table(rows: &[Held]) -> String {
         "Held callers over HTTP/1.1: each caller on its own connection with one write held by \
          Tencent's limits (timgate's queues; nginx's `limit_req` with bursts, same emulator, same \
          run). Resident memory of the proxy's processes (nginx: master and workers).\n\n\
-         | | callers | held when read | idle | holding | per held caller | 3 s after the callers left |\n\
-         |---|---|---|---|---|---|---|\n",
+         | | callers | write | held when read | idle | holding | per held caller | 3 s after the callers left |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.2} KiB | {:.1} MiB |\n",
+            "| {} | {} | {} B | {} | {:.1} MiB | {:.1} MiB | {:.2} KiB | {:.1} MiB |\n",
             row.proxy.name(),
             row.callers,
+            row.body_bytes,
             row.held,
             row.idle_kib as f64 / 1024.0,
             row.full_kib as f64 / 1024.0,

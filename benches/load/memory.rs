@@ -160,7 +160,7 @@ pub(crate) async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
     let h1: Vec<_> = held
         .iter()
         .map(|h| {
-            json!({"proxy": h.proxy.name(), "callers": h.callers, "held": h.held,
+            json!({"proxy": h.proxy.name(), "callers": h.callers, "body_bytes": h.body_bytes, "held": h.held,
                    "kib_per_held_caller": h.per_caller(), "rss_after_mib": h.after_kib as f64 / 1024.0})
         })
         .collect();

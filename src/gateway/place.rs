@@ -83,16 +83,24 @@ impl Gateway {
             attrs,
             ..
         } = checked;
+        // Each place keeps one copy of the payload while it waits, never two: a batch member
+        // its attributes (the merged body is built from them), a request alone its body.
         match (live.coalesce, &*group) {
-            (true, Some(group)) if coalesce::merges(route.kind, body) => Place::Batch(Write {
-                api: route.name.clone(),
-                group: group.clone(),
-                attrs: std::mem::take(attrs),
-                deadline: *deadline,
-                request_id: request_id.to_string(),
-            }),
+            (true, Some(group)) if coalesce::merges(route.kind, body) => {
+                *body = Bytes::new();
+                Place::Batch(Write {
+                    api: route.name.clone(),
+                    group: group.clone(),
+                    attrs: std::mem::take(attrs),
+                    deadline: *deadline,
+                    request_id: request_id.to_string(),
+                })
+            }
             // Any other write to the group closes its open batch as it is admitted.
-            _ => Place::Alone(self.pacer.admit(&route.name, group.as_ref(), *deadline)),
+            _ => {
+                *attrs = Vec::new();
+                Place::Alone(self.pacer.admit(&route.name, group.as_ref(), *deadline))
+            }
         }
     }
 }

@@ -39,6 +39,26 @@ pub fn modify(group: &Arc<str>, n: u64) -> Call {
     }
 }
 
+/// The `n`th write of a run to `group` carrying four attributes of `value_bytes` each (4,000:
+/// a 16 KB write, the largest the attribute rules allow).
+pub fn modify_sized(group: &Arc<str>, n: u64, value_bytes: usize) -> Call {
+    let value = char::from(b'a' + (n % 26) as u8)
+        .to_string()
+        .repeat(value_bytes);
+    let attrs: Vec<String> = (0..4)
+        .map(|k| format!(r#"{{"key":"k{k}","value":"{value}"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"GroupId":"{group}","GroupAttr":[{}]}}"#,
+        attrs.join(",")
+    );
+    Call {
+        api: "group_open_http_svc/modify_group_attr",
+        group: group.clone(),
+        body: Bytes::from(body),
+    }
+}
+
 /// Makes the `n`th call of a run.
 pub type MakeCall = Arc<dyn Fn(u64) -> Call + Send + Sync>;
 

@@ -83,9 +83,15 @@ impl H1Body {
 
     fn finish(&mut self, complete: bool) {
         if let Some(state) = self.state.take() {
+            // An exact copy, never the buffer itself: a view into the last read's buffer keeps
+            // all of it (up to 64 KiB) alive while the caller waits for its answer.
+            let leftover = match state.buf.is_empty() {
+                true => BytesMut::new(),
+                false => BytesMut::from(&state.buf[..]),
+            };
             let _ = state.back.send(Returned {
                 read: state.read,
-                leftover: state.buf,
+                leftover,
                 complete,
             });
         }
@@ -238,3 +244,7 @@ impl hyper::body::Body for H1Body {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "body_tests.rs"]
+mod tests;
