@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::error::gateway_code;
+use crate::tencent::apis::MOST_RECIPIENTS;
 use crate::tencent::catalogue::ApiKind;
 
 /// Most bytes in a GroupId (tencent-im-api.md §4).
@@ -109,6 +111,13 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
                 attrs: Vec::new(),
             });
         }
+        ApiKind::BatchSendMsg => {
+            check_recipients(&object)?;
+            return Ok(Validated {
+                group_id: None,
+                attrs: Vec::new(),
+            });
+        }
         _ => check_group_id(&object)?,
     };
     let attrs = match kind {
@@ -123,6 +132,39 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
         group_id: Some(group_id),
         attrs,
     })
+}
+
+/// `batchsendmsg`'s `To_Account`: 1 to [`MOST_RECIPIENTS`] UserIDs. The pacer counts every
+/// call as that many recipients, so a call naming more would pass its limit unseen.
+fn check_recipients(object: &Map<String, Value>) -> Result<(), Invalid> {
+    let Some(Value::Array(to)) = object.get("To_Account") else {
+        return Err(Invalid::new(
+            60015,
+            "invalid_recipients",
+            "To_Account must be an array of UserIDs",
+        ));
+    };
+    if to.is_empty() || to.len() > MOST_RECIPIENTS as usize {
+        return Err(Invalid::new(
+            gateway_code::BODY_READ,
+            "too_many_recipients",
+            format!(
+                "To_Account names {} accounts; batchsendmsg takes 1 to {MOST_RECIPIENTS}",
+                to.len()
+            ),
+        ));
+    }
+    if let Some(bad) = to.iter().find(|id| !id.is_string()) {
+        return Err(Invalid::new(
+            60015,
+            "invalid_recipients",
+            format!(
+                "To_Account holds a {}; each entry is a UserID string",
+                type_name(bad)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the API reads `GroupAttr`, so that its entries' keys must each appear once.

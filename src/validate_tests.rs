@@ -434,3 +434,21 @@ fn hostile_sizes_and_depths_are_answered_not_crashed() {
     // Raw (unescaped) control characters inside a string are not JSON.
     assert_eq!(code(GET, b"{\"GroupId\":\"a\x01b\"}"), 60003);
 }
+
+#[test]
+fn batchsendmsg_names_1_to_500_userid_strings() {
+    const BATCH: ApiKind = ApiKind::BatchSendMsg;
+    let body = |n: usize| {
+        let to: Vec<String> = (0..n).map(|i| format!("\"u{i}\"")).collect();
+        format!(r#"{{"To_Account":[{}],"MsgBody":[]}}"#, to.join(","))
+    };
+    assert_eq!(code(BATCH, body(1).as_bytes()), 0);
+    assert_eq!(code(BATCH, body(500).as_bytes()), 0);
+    for refused in [body(0), body(501)] {
+        let err = validate(BATCH, refused.as_bytes()).expect_err("refused");
+        assert_eq!(err.reason(), "too_many_recipients", "{}", err.info());
+    }
+    assert_eq!(code(BATCH, br#"{"To_Account":["a",7]}"#), 60015);
+    assert_eq!(code(BATCH, br#"{"To_Account":"a"}"#), 60015);
+    assert_eq!(code(BATCH, br#"{"MsgBody":[]}"#), 60015);
+}

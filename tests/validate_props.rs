@@ -25,6 +25,7 @@ fn command(kind: ApiKind) -> &'static str {
         ApiKind::SetGroupAttr => "set_group_attr",
         ApiKind::DeleteGroupAttr => "delete_group_attr",
         ApiKind::ClearGroupAttr => "clear_group_attr",
+        ApiKind::BatchSendMsg => "batchsendmsg",
         ApiKind::Other => "other",
     }
 }

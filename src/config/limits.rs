@@ -2,12 +2,14 @@
 //! queue bounds. A Redis URL is checked for its scheme before the redis crate parses it, so that
 //! a URL meant for something else is named as such, and it is only ever shown redacted.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::check::Problems;
 use super::raw::{RawLimits, RawShare};
 use super::redact;
 use super::{Backend, LimitsConfig, Share};
+use crate::tencent::apis;
 
 /// The schemes of a Redis URL that this build can use.
 const SCHEMES: [&str; 3] = ["redis", "unix", "redis+unix"];
@@ -59,6 +61,32 @@ pub(super) fn check(l: &RawLimits, p: &mut Problems) -> LimitsConfig {
         max_queued: p.positive("limits.max_queued", l.max_queued.into()) as usize,
         max_wait: Duration::from_millis(p.positive("limits.max_wait_ms", l.max_wait_ms)),
         coalesce: l.coalesce,
+        api: l.api.clone(),
+    }
+}
+
+/// Checks `[limits.api]` against the allow-list: every allowed API has a limit (the catalogue's
+/// or its own), and each limit given is positive and names an allowed API (a name that matches
+/// none would otherwise be a typo that silently changes nothing).
+pub(super) fn check_api_limits(limits: &BTreeMap<String, u32>, allow: &[String], p: &mut Problems) {
+    for name in allow {
+        if apis::find(name).is_none() && !limits.contains_key(name) {
+            p.add(
+                "apis.allow",
+                format!(
+                    "{name:?} has no documented limit in timgate's catalogue: give it one in \
+                     [limits.api] (calls a second), e.g. \"{name}\" = 50"
+                ),
+            );
+        }
+    }
+    for (name, &count) in limits {
+        if count == 0 {
+            p.add("limits.api", format!("{name:?} must be a positive count"));
+        }
+        if !allow.contains(name) {
+            p.add("limits.api", format!("{name:?} is not in apis.allow"));
+        }
     }
 }
 

@@ -133,3 +133,46 @@ fn max_in_flight_per_api_is_0_derived_by_default_and_taken_as_given() {
         "{negative:?}"
     );
 }
+
+#[test]
+fn an_api_outside_the_catalogue_is_allowed_only_with_a_limit_of_its_own() {
+    let allow = "[apis]\nallow = [\"openim/importmsg\"]\n";
+    let refused = problems(allow);
+    assert!(
+        refused
+            .iter()
+            .any(|p| p.contains("openim/importmsg") && p.contains("[limits.api]")),
+        "{refused:?}"
+    );
+    let given = format!("{allow}[limits.api]\n\"openim/importmsg\" = 50\n");
+    let limits = limits(&given).expect("valid");
+    let limit = limits.limit_of("openim/importmsg").expect("its own");
+    assert_eq!(
+        (limit.count, limit.per),
+        (50, crate::tencent::apis::Per::Second)
+    );
+}
+
+#[test]
+fn a_limit_in_limits_api_keeps_the_catalogues_unit_and_must_name_an_allowed_api() {
+    let allow = "[apis]\nallow = [\"openim/batchsendmsg\", \"group_open_http_svc/create_group\"]\n";
+    let raised = format!("{allow}[limits.api]\n\"openim/batchsendmsg\" = 24000\n");
+    let limits = limits(&raised).expect("valid");
+    let batch = limits.limit_of("openim/batchsendmsg").expect("catalogued");
+    assert_eq!((batch.count, batch.calls()), (24_000, 48));
+    // A standard API follows app_per_second.
+    let create = limits
+        .limit_of("group_open_http_svc/create_group")
+        .expect("catalogued");
+    assert_eq!(create.count, 200);
+    for (toml, key) in [
+        (
+            "[limits.api]\n\"openim/sendmsg\" = 10\n",
+            "not in apis.allow",
+        ),
+        ("[limits.api]\n\"openim/batchsendmsg\" = 0\n", "positive"),
+    ] {
+        let found = problems(&format!("{allow}{toml}"));
+        assert!(found.iter().any(|p| p.contains(key)), "{found:?}");
+    }
+}

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::tencent::apis::{self, Limit, Rate};
 use config::{Environment, File, FileFormat};
 
 pub use check::ConfigError;
@@ -188,6 +189,27 @@ pub struct LimitsConfig {
     /// Merge the `modify_group_attr` writes waiting in one group's queue into one upstream
     /// call (README, "Coalescing hot groups"). Reloadable.
     pub coalesce: bool,
+    /// `[limits.api]`: limits that replace the catalogue's (raised in the console) or give an
+    /// API the catalogue does not list its own, by `service/command`. Reloadable.
+    pub api: std::collections::BTreeMap<String, u32>,
+}
+
+impl LimitsConfig {
+    /// The limit `api` is paced by: `[limits.api]`'s count in the catalogue's unit and period
+    /// (calls a second for an API it does not list), else the catalogue's own limit, else for a
+    /// standard API `app_per_second` calls a second. `None` for an API that is neither
+    /// catalogued nor given a limit (config checks refuse to allow one).
+    pub fn limit_of(&self, api: &str) -> Option<Limit> {
+        let documented = apis::find(api).map(|row| match row.rate {
+            Rate::Standard => Limit::calls_per_second(self.app_per_second),
+            Rate::Own(limit) => limit,
+        });
+        match (self.api.get(api), documented) {
+            (Some(&count), Some(limit)) => Some(limit.with_count(count)),
+            (Some(&count), None) => Some(Limit::calls_per_second(count)),
+            (None, documented) => documented,
+        }
+    }
 }
 
 /// `[retry]`, checked.

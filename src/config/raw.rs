@@ -129,6 +129,10 @@ pub struct RawLimits {
     pub max_wait_ms: u64,
     /// Merge queued `modify_group_attr` writes of one group into one upstream call.
     pub coalesce: bool,
+    /// Per-API limits: `service/command` = the count, in the catalogue's unit and period (calls
+    /// a second for an API the catalogue does not list).
+    #[serde(default)]
+    pub api: std::collections::BTreeMap<String, u32>,
 }
 
 /// `limits.fallback_share` as written: a number (TOML, or a variable the config crate parsed), or

@@ -3,6 +3,7 @@
 //! family (plus create_group and destroy_group), and records everything it received.
 
 pub mod apis;
+mod others;
 pub mod state;
 pub mod window;
 
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use crate::clock::unix_now;
 use crate::server::json_response;
 use crate::server::{self, Abort, Body};
+use crate::tencent::apis::{Rate, Unit};
 use crate::tencent::usersig;
 pub use state::{Fault, Record, State};
 
@@ -285,11 +287,25 @@ impl Service {
         );
         let group_api =
             service == "group_open_http_svc" && matches!(command, "create_group" | "destroy_group");
-        if !attr_api && !group_api {
+        let other_api = others::OTHERS.contains(&call.api.as_str());
+        if !attr_api && !group_api && !other_api {
             return (None, Err((60009, format!("{} is not emulated", call.api))));
         }
+        let body = serde_json::from_slice::<Value>(&call.body);
+        // Tencent's limit for the API, from the catalogue: a recipient-counted one counts each
+        // account the call names.
+        let (span, limit, count) = match crate::tencent::apis::find(&call.api).map(|a| a.rate) {
+            Some(Rate::Own(limit)) => {
+                let count = match (limit.unit, &body) {
+                    (Unit::Recipients { .. }, Ok(body)) => others::recipients(body),
+                    _ => 1,
+                };
+                (limit.per.duration(), limit.count, count)
+            }
+            _ => (SECOND, self.config.app_per_second, 1),
+        };
         let window = inner.api_windows.entry(call.api.clone()).or_default();
-        let allowed = window.arrive(now, SECOND, self.config.app_per_second);
+        let allowed = window.arrive_many(now, span, limit, count);
         let in_window = window.len();
         inner
             .api_tally
@@ -302,7 +318,7 @@ impl Service {
                 Err((60007, "REST API call frequency over its limit".into())),
             );
         }
-        let body = match serde_json::from_slice::<Value>(&call.body) {
+        let body = match body {
             Ok(Value::Object(body)) => body,
             _ => {
                 return (
@@ -317,6 +333,9 @@ impl Service {
                 _ => apis::destroy_group(&body, inner),
             };
             return (None, outcome);
+        }
+        if other_api {
+            return (None, others::other(&call.api, &body, inner, now));
         }
         let id = match apis::group_id(&body) {
             Ok(id) => id.to_string(),

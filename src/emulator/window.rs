@@ -16,6 +16,12 @@ impl Window {
     /// Records an arrival at `now`. Returns false (too fast) when `limit` arrivals already fall
     /// within the `span` before it. Refused arrivals count too: Tencent sees them all.
     pub fn arrive(&mut self, now: Instant, span: Duration, limit: u32) -> bool {
+        self.arrive_many(now, span, limit, 1)
+    }
+
+    /// Records `count` arrivals at `now` (a call to many recipients, each counted). Returns false
+    /// when they do not all fit under `limit` within the `span` before it.
+    pub fn arrive_many(&mut self, now: Instant, span: Duration, limit: u32, count: u32) -> bool {
         while self
             .arrivals
             .front()
@@ -23,8 +29,9 @@ impl Window {
         {
             self.arrivals.pop_front();
         }
-        let allowed = self.arrivals.len() < limit as usize;
-        self.arrivals.push_back(now);
+        let allowed = self.arrivals.len() + count as usize <= limit as usize;
+        self.arrivals
+            .extend(std::iter::repeat_n(now, count as usize));
         allowed
     }
 

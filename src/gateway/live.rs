@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::auth::Tokens;
 use crate::config::Config;
+use crate::tencent::apis;
 use crate::tencent::catalogue::ApiKind;
 
 /// An allow-listed API.
@@ -16,6 +17,9 @@ pub(super) struct Route {
     /// `service/command`: the upstream path and the `api` metric label.
     pub(super) name: Arc<str>,
     pub(super) kind: ApiKind,
+    /// Whether it may be sent again after an attempt that may have arrived (the catalogue's
+    /// `idempotent`; false for an API the catalogue does not list).
+    pub(super) idempotent: bool,
 }
 
 /// One snapshot of the reloadable settings.
@@ -46,6 +50,7 @@ impl Live {
                     Route {
                         name: Arc::from(name.as_str()),
                         kind: ApiKind::of(name),
+                        idempotent: apis::is_idempotent(name),
                     },
                 )
             })

@@ -223,7 +223,7 @@ impl Gateway {
                 };
                 let job = Job {
                     api: route.name.clone(),
-                    idempotent: route.kind.is_idempotent(),
+                    idempotent: route.idempotent,
                     group,
                     body,
                     deadline,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::lanes::{LaneSettings, Lanes};
+use super::lanes::Lanes;
 
 /// Why a send cannot be claimed now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,37 +31,44 @@ impl Lanes {
         group: Option<&Arc<str>>,
         now: Instant,
     ) -> Result<Instant, Hold> {
-        let settings = self.settings;
-        self.claim_send_capped(api, group, now, &settings)
+        self.claim_send_capped(api, group, now, false)
     }
 
     /// The moment of sending: records the send in both lanes' logs and among the API's calls in
     /// flight, and returns its instant (the permit lands it with that); or says what holds it,
-    /// recording nothing. `settings` gives the caps: the full limits while a shared budget
-    /// governs the totals and this replica may use all of it.
+    /// recording nothing. `full` caps at the full limits: a shared budget governs the totals and
+    /// this replica may use all of it; else at this replica's share.
     pub(crate) fn claim_send_capped(
         &mut self,
         api: &Arc<str>,
         group: Option<&Arc<str>>,
         now: Instant,
-        settings: &LaneSettings,
+        full: bool,
     ) -> Result<Instant, Hold> {
-        let window = settings.send_window;
-        let app_at = match self.apps.get(api) {
-            None => Some(now),
-            Some(lane) if settings.max_in_flight > 0 => {
-                if lane.flying.len() >= settings.max_in_flight {
+        let settings = match full {
+            true => self.full,
+            false => self.settings,
+        };
+        let pace = self.apps.get(api).map(|lane| match full {
+            true => lane.paces.full,
+            false => lane.paces.local,
+        });
+        let app_at = match (self.apps.get(api), pace) {
+            (Some(lane), Some(pace)) if pace.max_in_flight > 0 => {
+                if lane.flying.len() >= pace.max_in_flight {
                     None
                 } else {
                     // Calls still flying whose send has left the window: the log no longer
                     // counts them, yet each may still arrive.
+                    let window = pace.window;
                     let stale = lane.flying.iter().filter(|&&t| t + window <= now).count();
-                    lane.sent
-                        .allowed_at_with(settings.app_cap, stale, window, now)
+                    lane.sent.allowed_at_with(pace.cap, stale, window, now)
                 }
             }
-            Some(lane) => lane.sent.allowed_at_with(settings.app_cap, 0, window, now),
+            (Some(lane), Some(pace)) => lane.sent.allowed_at_with(pace.cap, 0, pace.window, now),
+            _ => Some(now),
         };
+        let window = settings.send_window;
         let app_at = app_at.ok_or(Hold::Landing)?;
         let lane = group.and_then(|g| self.groups.get(g));
         let group_at = lane
@@ -74,9 +81,9 @@ impl Lanes {
         if at > now {
             return Err(Hold::Until(at));
         }
-        if let Some(app) = self.apps.get_mut(api) {
-            app.sent.record(settings.app_cap, now);
-            if settings.max_in_flight > 0 {
+        if let (Some(app), Some(pace)) = (self.apps.get_mut(api), pace) {
+            app.sent.record(pace.cap, now);
+            if pace.max_in_flight > 0 {
                 app.flying.push_back(now);
             }
         }
@@ -104,7 +111,8 @@ impl Lanes {
                 app.flying.remove(at);
             }
             if late {
-                app.sent.land(settings.app_cap.max(full.app_cap), sent, now);
+                let cap = app.paces.local.cap.max(app.paces.full.cap);
+                app.sent.land(cap, sent, now);
             }
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)).filter(|_| late) {

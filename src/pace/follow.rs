@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Pacer;
+use super::api_pace::scaled;
 use super::bound::{Deadline, sleep_until};
 use super::lanes::{LaneSettings, Lanes};
 use super::shared::{self, Mode, Reserved, Shared};
@@ -85,19 +86,14 @@ pub(super) fn share(limits: &LimitsConfig, replicas: usize) -> f64 {
     }
 }
 
-/// Calls of one API this replica may have in flight: `max_in_flight_per_api`, by default one
-/// second's worth of calls (what a stalled upstream releases at once is then at most the
-/// limit); with Redis, each replica flies its share of it.
+/// Calls of one API this replica may have in flight at the standard rate: see
+/// `Paces::new`, which every API lane with a limit takes its own from.
 fn in_flight(limits: &LimitsConfig, share: f64) -> usize {
     let per_api = match limits.max_in_flight_per_api {
         0 => limits.app_per_second,
         set => set,
     };
     scaled(per_api, share) as usize
-}
-
-fn scaled(limit: u32, share: f64) -> u32 {
-    ((f64::from(limit) * share).floor() as u32).max(1)
 }
 
 /// The local lanes' settings: the full limits for the local backend; with Redis, `share` of
@@ -129,10 +125,11 @@ pub(super) fn full_settings(limits: &LimitsConfig, share: f64) -> LaneSettings {
 }
 
 impl Lanes {
-    /// No local slot before `at`.
-    pub(super) fn hold_local_until(&mut self, at: Instant) {
+    /// No local slot of an API until its window has passed after `at` (the end of the
+    /// horizon): a shared slot reserved up to then is out of every window a local send shares.
+    pub(super) fn hold_local_after(&mut self, at: Instant) {
         for app in self.apps.values_mut() {
-            app.tat = app.tat.max(at);
+            app.tat = app.tat.max(at + app.paces.full.window);
         }
     }
 
@@ -175,14 +172,14 @@ impl Pacer {
         let was_up = before.mode.is_some_and(|m| m.up);
         if !mode.up && (was_up || returned) {
             let from = mode.down_at.unwrap_or_else(Instant::now);
-            let window = lanes.full.send_window;
-            lanes.hold_local_until(from + shared::HORIZON + window);
+            lanes.hold_local_after(from + shared::HORIZON);
         }
         if before.replicas != now_seen.replicas
             && let Some(limits) = self.limits().as_ref()
         {
             let share = share(limits, now_seen.replicas);
-            lanes.reconfigure(lane_settings(limits, share), full_settings(limits, share));
+            let (settings, full) = (lane_settings(limits, share), full_settings(limits, share));
+            lanes.reconfigure(settings, full, Arc::new(limits.clone()), share);
         }
         mode
     }
@@ -234,7 +231,8 @@ impl Pacer {
                 Ok(head) => Some(head),
                 Err(stop) => return Some(Err(stop.into_error(false))),
             };
-            if let Some(until) = shared.held_until() {
+            let window = self.lanes().paces(api).full.window;
+            if let Some(until) = shared.held_until(window) {
                 // A stall's fence: ask once it has passed.
                 if self.past(deadline, until) {
                     let busy = Error::AppBusy {
@@ -253,14 +251,12 @@ impl Pacer {
             }
             let epoch = shared.mode().epoch;
             // Read each time: a reload may have changed the limits.
-            let full = self.lanes().full;
+            let (full, pace) = {
+                let lanes = self.lanes();
+                (lanes.full, lanes.paces(api).full)
+            };
             let reserved = shared
-                .reserve(
-                    api,
-                    group.map(|g| &**g),
-                    full.app_interval,
-                    full.group_interval,
-                )
+                .reserve(api, group.map(|g| &**g), pace.interval, full.group_interval)
                 .await?;
             let (later, group_later) = match reserved {
                 Reserved::At(slot) if slot.within > tolerance(&full) => {
@@ -269,7 +265,7 @@ impl Pacer {
                     tracing::debug!(api = &**api, "Shared slot placed too loosely to use.");
                     continue;
                 }
-                Reserved::At(slot) if shared.held_until().is_some_and(|u| slot.at < u) => {
+                Reserved::At(slot) if shared.held_until(window).is_some_and(|u| slot.at < u) => {
                     // A stall began while it was asked for: the slot lies inside its fence.
                     continue;
                 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::api_pace::Paces;
 use super::batch::Batch;
 use super::lanes::LaneSettings;
 use super::rate::Rate;
@@ -28,13 +29,16 @@ pub(crate) struct AppLane {
     /// When each of its calls now in flight left, oldest first: until answered, a call may reach
     /// Tencent at any moment.
     pub flying: VecDeque<Instant>,
+    /// Its spacing, cap and window, from its own limit.
+    pub paces: Paces,
 }
 
 impl AppLane {
-    pub(super) fn new(settings: &LaneSettings, now: Instant) -> AppLane {
+    pub(super) fn new(paces: Paces, now: Instant) -> AppLane {
         AppLane {
+            paces,
             tat: now,
-            rate: Rate::new(settings.app_interval, now),
+            rate: Rate::new(paces.local.interval, now),
             sent: SendLog::default(),
             pending: 0,
             flying: VecDeque::new(),

@@ -8,11 +8,13 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::api_pace::Paces;
 use super::idle::IdleQueue;
 use super::lane::estimate;
 pub(crate) use super::lane::{AppLane, GroupLane};
 use super::rate::Rate;
 use super::send_log::SendLog;
+use crate::config::LimitsConfig;
 use crate::error::Error;
 
 /// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
@@ -46,13 +48,16 @@ pub(crate) struct Lanes {
     /// The settings at the full limits: what a shared (Redis) budget spaces and caps by. The
     /// same as `settings` for the local backend; `settings` holds the fallback share otherwise.
     pub full: LaneSettings,
+    /// The limits each API lane is paced by, and the share of them the local lanes keep; none
+    /// for lanes made from settings alone (tests, benchmarks): each API then has `settings`'s.
+    limits: Option<(Arc<LimitsConfig>, f64)>,
     next_id: u64,
 }
 
 /// The settings lanes are made with.
 #[derive(Debug, Clone, Copy)]
 pub struct LaneSettings {
-    /// Spacing of one API's sends.
+    /// Spacing of one API's sends (an API lane without a limit of its own: see `ApiPace`).
     pub app_interval: Duration,
     /// Spacing of one group's writes.
     pub group_interval: Duration,
@@ -96,9 +101,10 @@ impl LaneSettings {
 impl Lanes {
     /// Empty lanes for the given APIs.
     pub(crate) fn new(apis: &[Arc<str>], settings: &LaneSettings, now: Instant) -> Lanes {
+        let paces = Paces::of_settings(settings, settings);
         let apps = apis
             .iter()
-            .map(|api| (api.clone(), AppLane::new(settings, now)))
+            .map(|api| (api.clone(), AppLane::new(paces, now)))
             .collect();
         Lanes {
             apps,
@@ -109,8 +115,40 @@ impl Lanes {
             seen: super::follow::Seen::default(),
             settings: *settings,
             full: *settings,
+            limits: None,
             next_id: 0,
         }
+    }
+
+    /// Lanes that have sent nothing take their limits: each API lane is made afresh with its own
+    /// paces, `full` the settings at the full limits.
+    pub(crate) fn start_with(&mut self, full: LaneSettings, limits: Arc<LimitsConfig>, share: f64) {
+        self.full = full;
+        self.limits = Some((limits, share));
+        let now = Instant::now();
+        let apis: Vec<Arc<str>> = self.apps.keys().cloned().collect();
+        for api in apis {
+            let lane = AppLane::new(self.paces_of(&api), now);
+            self.apps.insert(api, lane);
+        }
+    }
+
+    /// The paces of `api`: from its limit, or the settings' own numbers.
+    pub(crate) fn paces_of(&self, api: &str) -> Paces {
+        match &self.limits {
+            Some((limits, share)) => match limits.limit_of(api) {
+                Some(limit) => Paces::new(limit, limits, *share),
+                None => Paces::of_settings(&self.settings, &self.full),
+            },
+            None => Paces::of_settings(&self.settings, &self.full),
+        }
+    }
+
+    /// The paces the lane of `api` has (the settings' for an API without a lane yet).
+    pub(crate) fn paces(&self, api: &str) -> Paces {
+        self.apps
+            .get(api)
+            .map_or_else(|| self.paces_of(api), |app| app.paces)
     }
 
     /// Admits a request or refuses it at once: queues full, or its estimated send time (its place
@@ -131,10 +169,12 @@ impl Lanes {
                 full: true,
             });
         }
+        // An API first seen after a reload added it: its lane takes its own limit.
+        let paces = self.paces(api);
         let app = self
             .apps
             .entry(api.clone())
-            .or_insert_with(|| AppLane::new(&settings, now));
+            .or_insert_with(|| AppLane::new(paces, now));
         let lane = group.and_then(|key| self.groups.get(key));
         let estimate = estimate(app, lane, &settings, deadline, now)?;
         app.pending += 1;
@@ -276,18 +316,26 @@ impl Lanes {
     ) {
         let window = self.settings.send_window;
         if let Some(app) = self.apps.get_mut(api) {
-            app.tat = app.tat.max(slot + window);
+            app.tat = app.tat.max(slot + app.paces.local.window);
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
             lane.tat = lane.tat.max(slot + window);
         }
     }
 
-    /// Applies new settings (a configuration reload): bounds at once, and each lane's configured
-    /// spacing, keeping every queue, slot and slowdown.
-    pub(crate) fn reconfigure(&mut self, settings: LaneSettings, full: LaneSettings) {
+    /// Applies new settings (a configuration reload, or a new share): bounds at once, and each
+    /// lane's configured spacing, keeping every queue, slot and slowdown. Each API lane takes
+    /// its paces from `limits` at `share`.
+    pub(crate) fn reconfigure(
+        &mut self,
+        settings: LaneSettings,
+        full: LaneSettings,
+        limits: Arc<LimitsConfig>,
+        share: f64,
+    ) {
         self.settings = settings;
         self.full = full;
+        self.limits = Some((limits, share));
         // The next slot was set at the old spacing from the last send: move it to the new one.
         let respace = |rate: &mut Rate, tat: &mut Instant, base: Duration| {
             let old = rate.current();
@@ -299,8 +347,13 @@ impl Lanes {
                 tat.checked_sub(old - new).unwrap_or(*tat)
             };
         };
-        for app in self.apps.values_mut() {
-            respace(&mut app.rate, &mut app.tat, settings.app_interval);
+        let apis: Vec<Arc<str>> = self.apps.keys().cloned().collect();
+        for api in apis {
+            let paces = self.paces_of(&api);
+            if let Some(app) = self.apps.get_mut(&api) {
+                app.paces = paces;
+                respace(&mut app.rate, &mut app.tat, paces.local.interval);
+            }
         }
         for lane in self.groups.values_mut() {
             respace(&mut lane.rate, &mut lane.tat, settings.group_interval);

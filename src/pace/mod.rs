@@ -1,11 +1,14 @@
 //! Pacing: every request passes its API's lane, group attribute writes their group's lane too, so
-//! that Tencent never sees more than `app_per_second` calls per API or `group_writes_per_second`
-//! writes per group in any sliding second. Sends are spaced evenly (GCRA with a burst of one) at
-//! `(1000 ms + window_guard_ms) / rate`; a group's writes leave in accept order, one in flight.
+//! that Tencent never sees more than an API's own limit (its catalogue row or `[limits.api]`:
+//! `app_per_second` a second for most, 24 calls of 500 a minute for `batchsendmsg`) or
+//! `group_writes_per_second` writes per group in any sliding period. Sends are spaced evenly (GCRA
+//! with a burst of one) at `(period + window_guard_ms) / limit`; a group's writes leave in accept
+//! order, one in flight.
 //!
 //! Each request waits in its own task on tokio timers: the only shared state is [`lanes::Lanes`]
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
 
+mod api_pace;
 pub(crate) mod batch;
 mod bound;
 mod budget;
@@ -90,16 +93,40 @@ impl Pacer {
         let pacer = Self::build(lane_settings(limits, share), apis, metrics, budget);
         *pacer.limits() = Some(limits.clone());
         let mut lanes = pacer.lanes();
-        lanes.full = full_settings(limits, share);
+        lanes.start_with(
+            full_settings(limits, share),
+            Arc::new(limits.clone()),
+            share,
+        );
         if let Some(shared) = pacer.inner.budget.shared() {
             // Away until the first connection: what other replicas hold in Redis is unknown, so
             // the local share waits as it does whenever Redis goes away (see `Pacer::follow`).
-            let from = Instant::now() + shared::HORIZON + lanes.full.send_window;
-            lanes.hold_local_until(from);
+            lanes.hold_local_after(Instant::now() + shared::HORIZON);
             lanes.seen = follow::Seen::of(shared, 0);
         }
         drop(lanes);
+        pacer.apply_paces();
         pacer
+    }
+
+    /// Shows each API lane's rate, and tells the budget the send window and the APIs whose
+    /// limit counts over a longer one.
+    fn apply_paces(&self) {
+        let (window, long) = {
+            let lanes = self.lanes();
+            for (api, app) in &lanes.apps {
+                self.show_rate(api, app.rate.per_second());
+            }
+            let window = lanes.full.send_window;
+            let long = lanes
+                .apps
+                .iter()
+                .filter(|(_, app)| app.paces.full.window > window)
+                .map(|(api, app)| (api.clone(), app.paces.full.window))
+                .collect();
+            (window, long)
+        };
+        self.inner.budget.set_windows(window, long);
     }
 
     /// Applies reloaded limits: rates, guard and queue bounds change at once, and every queue,
@@ -110,13 +137,14 @@ impl Pacer {
         // there, so a count announced meanwhile is applied too.
         let share = follow::share(limits, lanes.seen.replicas());
         let full = full_settings(limits, share);
-        lanes.reconfigure(lane_settings(limits, share), full);
+        let settings = lane_settings(limits, share);
+        lanes.reconfigure(settings, full, Arc::new(limits.clone()), share);
         lanes.close_batches();
         // Under the lanes' lock (the order `follow` takes them in): a share recomputed between
         // the two would otherwise come from the old limits.
         *self.limits() = Some(limits.clone());
         drop(lanes);
-        self.inner.budget.set_window(full.send_window);
+        self.apply_paces();
         Self::publish_limits(limits, &self.inner.metrics.all);
     }
 

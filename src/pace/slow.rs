@@ -63,7 +63,7 @@ impl Pacer {
         );
     }
 
-    fn show_rate(&self, api: &Arc<str>, rate: f64) {
+    pub(super) fn show_rate(&self, api: &Arc<str>, rate: f64) {
         if let Some(gauge) = self.inner.metrics.lane_rate.get(api) {
             gauge.set(rate);
         }

@@ -110,18 +110,13 @@ impl Pacer {
             }
             let wait = {
                 let mut lanes = self.lanes();
-                let full = lanes.full;
                 let late = grant.use_by.is_some_and(|use_by| now > use_by);
                 if mode.up && late {
                     // Sent now, this slot could share a second with the limit's worth of others.
                     return Ok(None);
                 }
                 // While the shared budget governs the totals, this replica may send all of it.
-                if mode.up {
-                    lanes.claim_send_capped(api, group, now, &full)
-                } else {
-                    lanes.claim_send(api, group, now)
-                }
+                lanes.claim_send_capped(api, group, now, mode.up)
             };
             let until = match wait {
                 Ok(sent) => return Ok(Some(sent)),

@@ -1,4 +1,4 @@
-//! The API catalogue: the APIs timgate knows in depth, the regional domains, and the name rules
+//! The APIs timgate validates in depth, the regional domains, and the name rules
 //! (identifiers, `service/command`) that config checks and routing share.
 
 /// What an API is, as far as validation and pacing care.
@@ -14,6 +14,8 @@ pub enum ApiKind {
     DeleteGroupAttr,
     /// `group_open_http_svc/clear_group_attr`: removes every key.
     ClearGroupAttr,
+    /// `openim/batchsendmsg`: one message to up to 500 accounts.
+    BatchSendMsg,
     /// Any other allow-listed API: forwarded after the JSON check alone.
     Other,
 }
@@ -27,6 +29,7 @@ impl ApiKind {
             "group_open_http_svc/set_group_attr" => ApiKind::SetGroupAttr,
             "group_open_http_svc/delete_group_attr" => ApiKind::DeleteGroupAttr,
             "group_open_http_svc/clear_group_attr" => ApiKind::ClearGroupAttr,
+            "openim/batchsendmsg" => ApiKind::BatchSendMsg,
             _ => ApiKind::Other,
         }
     }
@@ -40,13 +43,6 @@ impl ApiKind {
                 | ApiKind::DeleteGroupAttr
                 | ApiKind::ClearGroupAttr
         )
-    }
-
-    /// Whether sending the request twice leaves the same state as sending it once, so that an
-    /// attempt whose answer was lost may be sent again. Every attribute API is: each writes
-    /// absolute values.
-    pub fn is_idempotent(self) -> bool {
-        !matches!(self, ApiKind::Other)
     }
 }
 

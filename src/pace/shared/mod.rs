@@ -78,6 +78,9 @@ pub struct Shared {
     announce: redis::Script,
     /// One send window (1 s + guard) in microseconds: how long the fence holds shared slots back.
     window: AtomicU64,
+    /// The APIs whose limit counts over a longer window than that (a minute), with theirs: the
+    /// fence raises each one's own lane key by its window too.
+    long: Mutex<Vec<(Arc<str>, Duration)>>,
     conn: Mutex<Option<ConnectionManager>>,
     mode: watch::Sender<Mode>,
     /// Replicas alive at the last announcement (this one included); 0 before the first.
@@ -133,6 +136,7 @@ impl Shared {
             fence: redis::Script::new(scripts::FENCE),
             announce: redis::Script::new(scripts::ANNOUNCE),
             window: AtomicU64::new(window.as_micros() as u64),
+            long: Mutex::new(Vec::new()),
             conn: Mutex::new(None),
             mode: watch::channel(mode).0,
             replicas: AtomicUsize::new(0),
@@ -149,19 +153,27 @@ impl Shared {
         self.mode.borrow().up
     }
 
-    /// A reload changed the guard: the fence holds shared slots back this long from now on.
-    pub fn set_window(&self, window: Duration) {
+    /// The fence holds shared slots back `window` from now on, and the lanes of the `long`
+    /// APIs back by their own windows (a reload may change either).
+    pub fn set_windows(&self, window: Duration, long: Vec<(Arc<str>, Duration)>) {
         self.window
             .store(window.as_micros() as u64, Ordering::SeqCst);
+        *self.long.lock().unwrap_or_else(|p| p.into_inner()) = long;
     }
 
-    /// Until when a stall holds this replica's shared slots back, if it does now.
-    pub fn held_until(&self) -> Option<Instant> {
+    /// The long-window APIs and their windows, for the fence.
+    pub(super) fn long_windows(&self) -> Vec<(Arc<str>, Duration)> {
+        self.long.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Until when a stall holds this replica's shared slots of an API whose window is `window`
+    /// back, if it does now (never less than the send window).
+    pub fn held_until(&self, window: Duration) -> Option<Instant> {
         let fenced = *self
             .stall_fenced
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let window = Duration::from_micros(self.window.load(Ordering::SeqCst));
+        let window = Duration::from_micros(self.window.load(Ordering::SeqCst)).max(window);
         fenced
             .map(|at| at + window)
             .filter(|&until| until > Instant::now())

@@ -54,19 +54,27 @@ impl Shared {
         }
     }
 
-    /// Raises the fence one window from now.
+    /// Raises the fence one window from now, and the lane of each API whose limit counts over a
+    /// longer window by that window: no shared slot of it shares its window with a local send.
     pub(super) async fn raise_fence(&self) -> Result<(), String> {
-        let mut conn = self.connection().ok_or("no connection")?;
-        let mut fence = self.fence.prepare_invoke();
-        fence
-            .key(format!("{}:fence", self.prefix))
-            .arg(self.window.load(Ordering::SeqCst));
-        let raised = fence.invoke_async::<i64>(&mut conn);
-        match tokio::time::timeout(RESPONSE_TIMEOUT, raised).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(self.secrets.scrub(&e.to_string())),
-            Err(_) => Err("no answer in time".into()),
+        let window = Duration::from_micros(self.window.load(Ordering::SeqCst));
+        let fences = std::iter::once((format!("{}:fence", self.prefix), window)).chain(
+            self.long_windows()
+                .into_iter()
+                .map(|(api, window)| (format!("{}:app:{api}", self.prefix), window)),
+        );
+        for (key, window) in fences {
+            let mut conn = self.connection().ok_or("no connection")?;
+            let mut fence = self.fence.prepare_invoke();
+            fence.key(key).arg(window.as_micros() as u64);
+            let raised = fence.invoke_async::<i64>(&mut conn);
+            match tokio::time::timeout(RESPONSE_TIMEOUT, raised).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(self.secrets.scrub(&e.to_string())),
+                Err(_) => return Err("no answer in time".into()),
+            }
         }
+        Ok(())
     }
 
     /// Renews this replica's announcement and reads how many are alive.

@@ -1,0 +1,167 @@
+//! Each API paced by its own documented limit, end to end against the emulator, which enforces
+//! the same catalogue: `batchsendmsg`'s recipients a minute, a limit raised in `[limits.api]`,
+//! and a reload that changes one.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Client, Gateway, base_toml, emulator};
+use timgate::emulator::{Emulator, EmulatorConfig};
+use tokio::time::Instant;
+
+const BATCH: &str = "openim/batchsendmsg";
+const CREATE: &str = "group_open_http_svc/create_group";
+
+fn allow(apis: &[&str]) -> String {
+    let names: Vec<String> = apis.iter().map(|a| format!("\"{a}\"")).collect();
+    format!("[apis]\nallow = [{}]\n", names.join(", "))
+}
+
+/// A batch message to 500 accounts.
+fn batch(n: usize) -> String {
+    let to: Vec<String> = (0..500).map(|i| format!("user{n}_{i}")).collect();
+    json!({"From_Account": "administrator", "To_Account": to, "MsgRandom": n,
+           "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]})
+    .to_string()
+}
+
+/// How many accounts the emulator saw named in the busiest minute, and the calls it refused
+/// for a limit.
+fn busiest_minute(emulator: &Emulator) -> (usize, u64) {
+    let records = emulator.state.records();
+    let calls: Vec<_> = records.iter().filter(|r| r.api == BATCH).collect();
+    let busiest = calls
+        .iter()
+        .map(|first| {
+            calls
+                .iter()
+                .filter(|r| r.at >= first.at && r.at - first.at < Duration::from_secs(60))
+                .count()
+                * 500
+        })
+        .max()
+        .unwrap_or(0);
+    (busiest, emulator.state.refused(60007))
+}
+
+#[tokio::test]
+async fn forty_batchsendmsg_calls_of_500_never_pass_12000_recipients_a_minute() {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway = Gateway::start(&[
+        &base_toml(emulator.addr, None),
+        &allow(&[BATCH]),
+        "[limits]\nmax_wait_ms = 6000\n",
+    ])
+    .await;
+    let client = Client::new();
+    let started = Instant::now();
+    let calls = (0..40).map(|n| {
+        let (client, url) = (client.clone(), gateway.url(BATCH));
+        tokio::spawn(async move {
+            let answer = client.post(&url, batch(n)).await;
+            (answer, started.elapsed())
+        })
+    });
+    let mut ok = 0;
+    for call in calls.collect::<Vec<_>>() {
+        let (answer, took) = call.await.expect("caller");
+        match answer.status.as_u16() {
+            200 => {
+                assert_eq!(answer.code(), 0, "{:?}", answer.json());
+                ok += 1;
+            }
+            429 => {
+                // Refused at once: its deadline could not be met, and it was never queued.
+                assert!(answer.headers.contains_key("retry-after"));
+                assert!(took < Duration::from_secs(3), "refused after {took:?}");
+            }
+            other => panic!("{other}: {:?}", answer.json()),
+        }
+    }
+    // 24 calls of 500 a minute, spaced 2.5 s apart: within a 6 s deadline, the first three.
+    assert!((2..=3).contains(&ok), "{ok} sent");
+    let (busiest, refused) = busiest_minute(&emulator);
+    assert!(busiest <= 12_000, "{busiest} recipients in a minute");
+    assert_eq!(refused, 0, "Tencent refused none");
+    let sent: Vec<_> = emulator.state.records().into_iter().map(|r| r.at).collect();
+    for pair in sent.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(2400),
+            "{:?}",
+            pair[1] - pair[0]
+        );
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_limit_in_limits_api_replaces_the_catalogues_and_a_reload_changes_it() {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let base = base_toml(emulator.addr, None);
+    let allow = allow(&[CREATE]);
+    let gateway = Gateway::start(&[
+        &base,
+        &allow,
+        "[limits.api]\n\"group_open_http_svc/create_group\" = 4\n",
+    ])
+    .await;
+    let client = Client::new();
+    let create = |n: usize| json!({"Type": "Public", "Name": format!("g{n}")}).to_string();
+    let burst = |from: usize| {
+        let handles: Vec<_> = (from..from + 8)
+            .map(|n| {
+                let (client, url, body) = (client.clone(), gateway.url(CREATE), create(n));
+                tokio::spawn(async move { client.post(&url, body).await })
+            })
+            .collect();
+        async move {
+            for handle in handles {
+                let answer = handle.await.expect("caller");
+                assert_eq!((answer.status.as_u16(), answer.code()), (200, 0));
+            }
+        }
+    };
+    burst(0).await;
+    let peak = |emulator: &Emulator, after: usize| {
+        let at: Vec<Instant> = emulator
+            .state
+            .records()
+            .iter()
+            .skip(after)
+            .map(|r| r.at)
+            .collect();
+        at.iter()
+            .map(|&t| {
+                at.iter()
+                    .filter(|&&u| u >= t && u - t < Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        peak(&emulator, 0) <= 4,
+        "{} in a second",
+        peak(&emulator, 0)
+    );
+    // Raised to 8 a second: the next eight leave within about one second.
+    let raised = format!("{base}{allow}[limits.api]\n\"group_open_http_svc/create_group\" = 8\n");
+    let config = timgate::config::Config::from_toml(&raised).expect("valid");
+    assert_eq!(
+        gateway.reloader.apply(config),
+        Vec::<&str>::new(),
+        "reloaded at once"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    burst(8).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(peak(&emulator, 8) <= 8);
+    gateway.shutdown().await;
+}
