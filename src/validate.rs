@@ -120,6 +120,7 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
         }
         _ => check_group_id(&object)?,
     };
+    // A group message is forwarded as it is once its GroupId is known: its lane is the group's.
     let attrs = match kind {
         ApiKind::ModifyGroupAttr | ApiKind::SetGroupAttr => check_attrs(&object, true)?,
         ApiKind::DeleteGroupAttr => {

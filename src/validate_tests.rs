@@ -452,3 +452,12 @@ fn batchsendmsg_names_1_to_500_userid_strings() {
     assert_eq!(code(BATCH, br#"{"To_Account":"a"}"#), 60015);
     assert_eq!(code(BATCH, br#"{"MsgBody":[]}"#), 60015);
 }
+
+#[test]
+fn send_group_msg_names_its_group_for_the_message_lane() {
+    let kind = ApiKind::SendGroupMsg;
+    let body = br#"{"GroupId":"@TGS#room","Random":1,"MsgBody":[]}"#;
+    let validated = validate(kind, body).expect("valid");
+    assert_eq!(validated.group_id.as_deref(), Some("@TGS#room"));
+    assert_eq!(code(kind, br#"{"Random":1}"#), 10004);
+}

@@ -165,3 +165,122 @@ async fn a_limit_in_limits_api_replaces_the_catalogues_and_a_reload_changes_it()
     assert!(peak(&emulator, 8) <= 8);
     gateway.shutdown().await;
 }
+
+const MESSAGE: &str = "group_open_http_svc/send_group_msg";
+const MODIFY: &str = "group_open_http_svc/modify_group_attr";
+
+fn message(group: &str, n: usize) -> String {
+    json!({"GroupId": group, "Random": n,
+           "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": format!("m{n}")}}]})
+    .to_string()
+}
+
+/// The arrival instants of `api`'s calls that the emulator answered `code`.
+fn arrivals(emulator: &Emulator, api: &str, code: i64) -> Vec<Instant> {
+    let records = emulator.state.records();
+    records
+        .iter()
+        .filter(|r| r.api == api && r.code == code)
+        .map(|r| r.at)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_groups_messages_leave_at_40_a_second_in_their_own_lane_beside_its_writes() {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway =
+        Gateway::start(&[&base_toml(emulator.addr, None), &allow(&[MESSAGE, MODIFY])]).await;
+    let client = Client::new();
+    let calls: Vec<_> = (0..60)
+        .map(|n| {
+            let (client, url) = (client.clone(), gateway.url(MESSAGE));
+            tokio::spawn(async move { client.post(&url, message("room", n)).await })
+        })
+        .chain((0..3).map(|n| {
+            let (client, url) = (client.clone(), gateway.url(MODIFY));
+            let body =
+                json!({"GroupId": "room", "GroupAttr": [{"key": "k", "value": n.to_string()}]});
+            tokio::spawn(async move { client.post(&url, body.to_string()).await })
+        }))
+        .collect();
+    let started = Instant::now();
+    for call in calls {
+        let answer = call.await.expect("caller");
+        assert_eq!(
+            (answer.status.as_u16(), answer.code()),
+            (200, 0),
+            "{:?}",
+            answer.json()
+        );
+    }
+    assert_eq!(
+        emulator.state.limit_refusals(),
+        0,
+        "no 10023, 10049 or 60007"
+    );
+    let sent = arrivals(&emulator, MESSAGE, 0);
+    assert_eq!(sent.len(), 60);
+    let busiest = sent
+        .iter()
+        .map(|&t| {
+            sent.iter()
+                .filter(|&&u| u >= t && u - t < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(busiest <= 40, "{busiest} messages in a second");
+    // The writes did not wait behind the messages: three writes take 0.4 s of their own lane,
+    // while 60 messages take 1.5 s of theirs.
+    let writes = arrivals(&emulator, MODIFY, 0);
+    assert!(
+        writes
+            .iter()
+            .all(|&t| t - started < Duration::from_millis(1000)),
+        "{:?}",
+        writes.iter().map(|&t| t - started).collect::<Vec<_>>()
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_10023_slows_the_groups_message_lane_and_the_message_is_sent_again() {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, None), &allow(&[MESSAGE])]).await;
+    emulator
+        .state
+        .inject("room", timgate::emulator::Fault::Code(10023), 1);
+    let client = Client::new();
+    let calls: Vec<_> = (0..8)
+        .map(|n| {
+            let (client, url) = (client.clone(), gateway.url(MESSAGE));
+            tokio::spawn(async move { client.post(&url, message("room", n)).await })
+        })
+        .collect();
+    for call in calls {
+        let answer = call.await.expect("caller");
+        assert_eq!(
+            (answer.status.as_u16(), answer.code()),
+            (200, 0),
+            "{:?}",
+            answer.json()
+        );
+    }
+    let throttled = gateway
+        .metrics
+        .throttles
+        .with_label_values(&["group"])
+        .get();
+    assert_eq!(throttled, 1, "the group's lane was slowed once");
+    // Spaced 25.5 ms at 40 a second; slowed, at least twice that.
+    let sent = arrivals(&emulator, MESSAGE, 0);
+    assert_eq!(sent.len(), 8, "the refused message was sent again");
+    for pair in sent.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(49),
+            "{:?}",
+            pair[1] - pair[0]
+        );
+    }
+    gateway.shutdown().await;
+}

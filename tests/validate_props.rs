@@ -26,6 +26,7 @@ fn command(kind: ApiKind) -> &'static str {
         ApiKind::DeleteGroupAttr => "delete_group_attr",
         ApiKind::ClearGroupAttr => "clear_group_attr",
         ApiKind::BatchSendMsg => "batchsendmsg",
+        ApiKind::SendGroupMsg => "send_group_msg",
         ApiKind::Other => "other",
     }
 }

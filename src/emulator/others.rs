@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::apis::{Outcome, group_id};
 use super::state::{Attrs, Inner};
-use crate::tencent::apis::MOST_RECIPIENTS;
+use crate::tencent::apis::{GROUP_MESSAGES_PER_SECOND, MOST_RECIPIENTS};
 
 /// The APIs this module answers.
 pub(super) const OTHERS: &[&str] = &[
@@ -18,9 +18,6 @@ pub(super) const OTHERS: &[&str] = &[
     "group_open_http_svc/send_group_msg",
     "im_open_login_svc/account_import",
 ];
-
-/// Group messages allowed per group in any second (tencent-im-api.md §8.3, 10023).
-const GROUP_MESSAGES_PER_SECOND: u32 = 40;
 
 fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, (i64, String)> {
     Err((code, info.into()))

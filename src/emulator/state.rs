@@ -135,10 +135,10 @@ impl State {
         self.with(|s| s.refused.get(&code).copied().unwrap_or(0))
     }
 
-    /// Refusals for going over a rate limit (10049 per group, 60007 per API): a correct gateway
-    /// causes none.
+    /// Refusals for going over a rate limit (10049 and 10023 per group, 60007 per API): a correct
+    /// gateway causes none.
     pub fn limit_refusals(&self) -> u64 {
-        self.refused(10049) + self.refused(60007)
+        self.refused(10049) + self.refused(60007) + self.refused(10023)
     }
 
     /// How many calls arrived in all.
@@ -217,10 +217,12 @@ impl Inner {
         Some((group.to_string(), fault))
     }
 
-    /// Forgets windows that have been idle for `span`, so that a long run does not grow them.
+    /// Forgets windows that have been idle for `span` (an API's for a minute, the longest any
+    /// API's limit counts over), so that a long run does not grow them.
     pub fn prune(&mut self, now: Instant, span: Duration) {
         self.group_windows.retain(|_, w| !w.is_idle(now, span));
-        self.api_windows.retain(|_, w| !w.is_idle(now, span));
+        let api_span = span.max(Duration::from_secs(60));
+        self.api_windows.retain(|_, w| !w.is_idle(now, api_span));
     }
 
     /// Counts a call's code, and stores its record while fewer than `max_records` are held.

@@ -70,12 +70,10 @@ impl Lanes {
         };
         let window = settings.send_window;
         let app_at = app_at.ok_or(Hold::Landing)?;
+        let group_cap = group.map_or(0, |g| settings.group(g).1);
         let lane = group.and_then(|g| self.groups.get(g));
         let group_at = lane
-            .and_then(|lane| {
-                lane.sent
-                    .allowed_at_with(settings.group_cap, 0, window, now)
-            })
+            .and_then(|lane| lane.sent.allowed_at_with(group_cap, 0, window, now))
             .unwrap_or(now);
         let at = app_at.max(group_at);
         if at > now {
@@ -88,7 +86,7 @@ impl Lanes {
             }
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
-            lane.sent.record(settings.group_cap, now);
+            lane.sent.record(group_cap, now);
         }
         Ok(now)
     }
@@ -115,9 +113,11 @@ impl Lanes {
                 app.sent.land(cap, sent, now);
             }
         }
-        if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)).filter(|_| late) {
-            lane.sent
-                .land(settings.group_cap.max(full.group_cap), sent, now);
+        if let Some(group) = group.filter(|_| late)
+            && let Some(lane) = self.groups.get_mut(group)
+        {
+            let cap = settings.group(group).1.max(full.group(group).1);
+            lane.sent.land(cap, sent, now);
         }
     }
 

@@ -20,6 +20,7 @@ use super::lanes::{LaneSettings, Lanes};
 use super::shared::{self, Mode, Reserved, Shared};
 use crate::config::{Backend, LimitsConfig, Share};
 use crate::error::Error;
+use crate::tencent::apis::GROUP_MESSAGES_PER_SECOND;
 
 /// A replica that has never seen the others (Redis away since it started) takes this share:
 /// as though it had one peer.
@@ -107,7 +108,10 @@ pub(super) fn lane_settings(limits: &LimitsConfig, share: f64) -> LaneSettings {
         limits.max_queued,
     );
     settings.max_in_flight = in_flight(limits, share);
-    settings
+    settings.with_messages(
+        scaled(GROUP_MESSAGES_PER_SECOND, share),
+        limits.window_guard,
+    )
 }
 
 /// Lane settings at the full limits, which the shared budget spaces by; calls in flight stay at
@@ -255,8 +259,9 @@ impl Pacer {
                 let lanes = self.lanes();
                 (lanes.full, lanes.paces(api).full)
             };
+            let group_interval = group.map_or(full.group_interval, |g| full.group(g).0);
             let reserved = shared
-                .reserve(api, group.map(|g| &**g), pace.interval, full.group_interval)
+                .reserve(api, group.map(|g| &**g), pace.interval, group_interval)
                 .await?;
             let (later, group_later) = match reserved {
                 Reserved::At(slot) if slot.within > tolerance(&full) => {

@@ -16,6 +16,7 @@ use super::rate::Rate;
 use super::send_log::SendLog;
 use crate::config::LimitsConfig;
 use crate::error::Error;
+use crate::tencent::apis::GROUP_MESSAGES_PER_SECOND;
 
 /// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
 pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
@@ -73,6 +74,37 @@ pub struct LaneSettings {
     pub max_in_flight: usize,
     /// One second plus the guard: the window the caps hold in.
     pub send_window: Duration,
+    /// Spacing of one group's messages (`send_group_msg`, in its own lane: see [`message_lane`]).
+    pub message_interval: Duration,
+    /// Most messages of one group within `send_window`.
+    pub message_cap: usize,
+}
+
+/// What starts the lane key of a group's messages: a GroupId is printable ASCII, so no GroupId
+/// (whose attribute writes have the lane named by it alone) can start so.
+const MESSAGE_LANE: &str = "\u{2709} ";
+
+/// The lane a group's messages (`send_group_msg`) wait in: apart from its attribute writes,
+/// which have a budget of their own (5 a second against 40).
+pub fn message_lane(group_id: &str) -> Arc<str> {
+    format!("{MESSAGE_LANE}{group_id}").into()
+}
+
+impl LaneSettings {
+    /// The spacing and cap of the group lane `key`: a group's messages or its attribute writes.
+    pub(crate) fn group(&self, key: &str) -> (Duration, usize) {
+        match key.starts_with(MESSAGE_LANE) {
+            true => (self.message_interval, self.message_cap),
+            false => (self.group_interval, self.group_cap),
+        }
+    }
+
+    /// The same settings with `per_second` messages a second per group.
+    pub fn with_messages(mut self, per_second: u32, guard: Duration) -> LaneSettings {
+        self.message_interval = super::interval(per_second, guard);
+        self.message_cap = per_second as usize;
+        self
+    }
 }
 
 impl LaneSettings {
@@ -94,6 +126,8 @@ impl LaneSettings {
             app_cap: app_per_second as usize,
             group_cap: group_per_second as usize,
             send_window: Duration::from_secs(1) + guard,
+            message_interval: super::interval(GROUP_MESSAGES_PER_SECOND, guard),
+            message_cap: GROUP_MESSAGES_PER_SECOND as usize,
         }
     }
 }
@@ -191,7 +225,7 @@ impl Lanes {
     /// Puts admitted request `id` in its group's lane: it holds the lane when the lane is free,
     /// else waits behind the lane's holder and waiters.
     fn join_group(&mut self, key: &Arc<str>, id: u64, now: Instant) -> Admitted {
-        let interval = self.settings.group_interval;
+        let (interval, _) = self.settings.group(key);
         let lane = self.groups.entry(key.clone()).or_insert_with(|| GroupLane {
             tat: now,
             rate: Rate::new(interval, now),
@@ -355,8 +389,8 @@ impl Lanes {
                 respace(&mut app.rate, &mut app.tat, paces.local.interval);
             }
         }
-        for lane in self.groups.values_mut() {
-            respace(&mut lane.rate, &mut lane.tat, settings.group_interval);
+        for (key, lane) in self.groups.iter_mut() {
+            respace(&mut lane.rate, &mut lane.tat, settings.group(key).0);
         }
     }
 

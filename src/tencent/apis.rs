@@ -101,6 +101,9 @@ pub struct Api {
     pub source: &'static str,
 }
 
+/// A group's messages allowed in any second (10023 beyond; tencent-im-api.md §8.2, §8.3).
+pub const GROUP_MESSAGES_PER_SECOND: u32 = 40;
+
 /// The most accounts one `batchsendmsg` may name (trtc.io 34920).
 pub const MOST_RECIPIENTS: u32 = 500;
 

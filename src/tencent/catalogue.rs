@@ -16,6 +16,8 @@ pub enum ApiKind {
     ClearGroupAttr,
     /// `openim/batchsendmsg`: one message to up to 500 accounts.
     BatchSendMsg,
+    /// `group_open_http_svc/send_group_msg`: a message to a group, 40 a second per group.
+    SendGroupMsg,
     /// Any other allow-listed API: forwarded after the JSON check alone.
     Other,
 }
@@ -30,6 +32,7 @@ impl ApiKind {
             "group_open_http_svc/delete_group_attr" => ApiKind::DeleteGroupAttr,
             "group_open_http_svc/clear_group_attr" => ApiKind::ClearGroupAttr,
             "openim/batchsendmsg" => ApiKind::BatchSendMsg,
+            "group_open_http_svc/send_group_msg" => ApiKind::SendGroupMsg,
             _ => ApiKind::Other,
         }
     }

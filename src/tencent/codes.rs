@@ -6,7 +6,8 @@ use serde::Deserialize;
 /// Which lane a throttling answer slows down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slow {
-    /// 10049: the group's write budget.
+    /// 10049: the group's write budget; 10023: the group's message budget (the lane of the
+    /// request that got it, either way).
     Group,
     /// 60007, 60018, 60019 and kin: the API's budget.
     App,
@@ -65,6 +66,7 @@ const CODES: &[(i64, Class, &str, &str)] = &[
     row!(90995, Class::Retryable, "§8.2 message service internal error"),
     row!(91000, Class::Retryable, "§8.2 message service internal error"),
     row!(10049, Class::Throttled(Slow::Group), "§1.3 group attribute writes over 5/s"),
+    row!(10023, Class::Throttled(Slow::Group), "§8.2 group messages over 40/s per group"),
     row!(10006, Class::Throttled(Slow::App), "§8.2 group operation frequency over limit"),
     row!(60007, Class::Throttled(Slow::App), "§2.1 REST API call rate over its limit"),
     row!(60011, Class::Throttled(Slow::Sdkappid), "§8.2 SDKAppID request frequency over limit"),
@@ -140,6 +142,7 @@ mod tests {
             assert_eq!(reason(code), format!("code_{code}"));
         }
         assert_eq!(classify(10049), Class::Throttled(Slow::Group));
+        assert_eq!(classify(10023), Class::Throttled(Slow::Group));
         for code in [60007, 60018, 60019, 10006, 90024] {
             assert_eq!(classify(code), Class::Throttled(Slow::App), "{code}");
         }
