@@ -27,6 +27,22 @@ fn batch(n: usize) -> String {
     .to_string()
 }
 
+/// Waits for every call, each of which must be answered OK.
+async fn all_ok(calls: Vec<tokio::task::JoinHandle<support::Answer>>) {
+    for call in calls {
+        let answer = call.await.expect("caller");
+        let got = (answer.status.as_u16(), answer.code());
+        assert_eq!(got, (200, 0), "{:?}", answer.json());
+    }
+}
+
+/// Asserts that each of `at` came at least `gap` after the one before.
+fn assert_spaced(at: &[Instant], gap: Duration) {
+    for pair in at.windows(2) {
+        assert!(pair[1] - pair[0] >= gap, "{:?} apart", pair[1] - pair[0]);
+    }
+}
+
 /// How many accounts the emulator saw named in the busiest minute, and the calls it refused
 /// for a limit.
 fn busiest_minute(emulator: &Emulator) -> (usize, u64) {
@@ -85,14 +101,7 @@ async fn forty_batchsendmsg_calls_of_500_never_pass_12000_recipients_a_minute() 
     let (busiest, refused) = busiest_minute(&emulator);
     assert!(busiest <= 12_000, "{busiest} recipients in a minute");
     assert_eq!(refused, 0, "Tencent refused none");
-    let sent: Vec<_> = emulator.state.records().into_iter().map(|r| r.at).collect();
-    for pair in sent.windows(2) {
-        assert!(
-            pair[1] - pair[0] >= Duration::from_millis(2400),
-            "{:?}",
-            pair[1] - pair[0]
-        );
-    }
+    assert_spaced(&arrivals(&emulator, BATCH, 0), Duration::from_millis(2400));
     gateway.shutdown().await;
 }
 
@@ -204,15 +213,7 @@ async fn a_groups_messages_leave_at_40_a_second_in_their_own_lane_beside_its_wri
         }))
         .collect();
     let started = Instant::now();
-    for call in calls {
-        let answer = call.await.expect("caller");
-        assert_eq!(
-            (answer.status.as_u16(), answer.code()),
-            (200, 0),
-            "{:?}",
-            answer.json()
-        );
-    }
+    all_ok(calls).await;
     assert_eq!(
         emulator.state.limit_refusals(),
         0,
@@ -257,15 +258,7 @@ async fn a_10023_slows_the_groups_message_lane_and_the_message_is_sent_again() {
             tokio::spawn(async move { client.post(&url, message("room", n)).await })
         })
         .collect();
-    for call in calls {
-        let answer = call.await.expect("caller");
-        assert_eq!(
-            (answer.status.as_u16(), answer.code()),
-            (200, 0),
-            "{:?}",
-            answer.json()
-        );
-    }
+    all_ok(calls).await;
     let throttled = gateway
         .metrics
         .throttles
@@ -275,12 +268,6 @@ async fn a_10023_slows_the_groups_message_lane_and_the_message_is_sent_again() {
     // Spaced 25.5 ms at 40 a second; slowed, at least twice that.
     let sent = arrivals(&emulator, MESSAGE, 0);
     assert_eq!(sent.len(), 8, "the refused message was sent again");
-    for pair in sent.windows(2) {
-        assert!(
-            pair[1] - pair[0] >= Duration::from_millis(49),
-            "{:?}",
-            pair[1] - pair[0]
-        );
-    }
+    assert_spaced(&sent, Duration::from_millis(49));
     gateway.shutdown().await;
 }
