@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::config::reload::{self, Fixed};
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, redact};
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::memory::{self, MemoryGuard};
@@ -57,7 +57,7 @@ impl App {
         let metrics = Metrics::new();
         let signer = Arc::new(Signer::new(&config.tencent)?);
         metrics.usersig_expiry.set(signer.expires_at() as f64);
-        let upstream = Upstream::new(&config)?;
+        let upstream = Upstream::new(&config, &metrics)?;
         let gateway = Arc::new(Gateway::new(&config, signer, upstream, metrics.clone()));
         let listener = bind(config.server.listen, "server.listen").await?;
         let admin_listener = bind(config.server.admin_listen, "server.admin_listen").await?;
@@ -117,6 +117,18 @@ impl App {
                 budget_bytes = budget,
                 refuse_at_bytes = (budget as f64 * memory::REFUSE_AT) as u64,
                 "Memory budget in force."
+            );
+        }
+        let t = &config.tencent;
+        tracing::info!(
+            upstream = %redact::credentials(&t.base_url),
+            backup = %t.backup_url.as_deref().map_or("none".into(), redact::credentials),
+            "Tencent endpoint."
+        );
+        if let Some(region) = &t.legacy_region {
+            tracing::warn!(
+                region = %region,
+                "Tencent's current pages no longer list this region; check that the app is still served there."
             );
         }
         let shared_limiter = matches!(config.limits.backend, Backend::Redis(_));

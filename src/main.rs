@@ -161,12 +161,21 @@ fn check_config(file: Option<&std::path::Path>) -> Result<(), Error> {
                 "  listen {}  admin {}",
                 config.server.listen, config.server.admin_listen
             );
+            let t = &config.tencent;
             println!(
-                "  upstream {}  sdkappid {}  identifier {}  {key}",
-                timgate::config::redact::credentials(&config.tencent.base_url),
-                config.tencent.sdkappid,
-                config.tencent.identifier
+                "  upstream {}  backup {}  sdkappid {}  identifier {}  {key}",
+                redact::credentials(&t.base_url),
+                t.backup_url
+                    .as_deref()
+                    .map_or("none".into(), redact::credentials),
+                t.sdkappid,
+                t.identifier
             );
+            if let Some(region) = &t.legacy_region {
+                println!(
+                    "  warning: Tencent's current pages no longer list region {region:?}; check that the app is still served there"
+                );
+            }
             let l = &config.limits;
             // Said here so that an operator sees which form of each the layers ended with.
             println!(

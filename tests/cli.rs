@@ -406,3 +406,31 @@ fn sighup_reloads_the_allow_list_and_refuses_a_bad_config() {
     assert_eq!(terminate(&mut gateway).code(), Some(0));
     assert_eq!(terminate(&mut emulator).code(), Some(0));
 }
+
+#[test]
+fn check_config_names_the_endpoint_and_its_backup_and_warns_of_a_region_tencent_dropped() {
+    let check = |region: &str| {
+        run(timgate()
+            .arg("check-config")
+            .env("TIMGATE__TENCENT__SDKAPPID", "1400000000")
+            .env("TIMGATE__TENCENT__SECRET_KEY", "k")
+            .env("TIMGATE__TENCENT__REGION", region))
+    };
+    let output = check("tokyo");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(
+            "upstream https://adminapijpn.im.qcloud.com  backup https://adminapijpn.my-imcloud.com"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    let output = check("india");
+    assert_eq!(output.status.code(), Some(0), "a warning, not a refusal");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("warning: Tencent's current pages no longer list region \"india\""),
+        "{text}"
+    );
+}

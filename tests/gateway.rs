@@ -347,12 +347,10 @@ async fn a_draining_gateway_answers_new_requests_503() {
         timgate::config::Config::from_toml(&base_toml(emulator.addr, Some(&tls))).expect("config");
     let signer =
         std::sync::Arc::new(timgate::signer::Signer::new(&config.tencent).expect("signer"));
-    let upstream = timgate::upstream::Upstream::new(&config).expect("upstream");
+    let metrics = timgate::metrics::Metrics::new();
+    let upstream = timgate::upstream::Upstream::new(&config, &metrics).expect("upstream");
     let gateway = std::sync::Arc::new(timgate::gateway::Gateway::new(
-        &config,
-        signer,
-        upstream,
-        timgate::metrics::Metrics::new(),
+        &config, signer, upstream, metrics,
     ));
     let request = || {
         Request::post(format!("/v4/{MODIFY}"))

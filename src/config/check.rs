@@ -219,13 +219,14 @@ fn check_tencent(t: &RawTencent, p: &mut Problems) -> TencentConfig {
             SecretSource::Inline(String::new())
         }
     };
+    let region = catalogue::region(&t.region);
     let base_url = if t.base_url.is_empty() {
-        match catalogue::region_base_url(&t.region) {
-            Some(url) => url.to_string(),
+        match region {
+            Some(region) => region.url.to_string(),
             None => {
                 let known = catalogue::REGIONS
                     .iter()
-                    .map(|(name, _)| *name)
+                    .map(|region| region.name)
                     .collect::<Vec<_>>();
                 p.add(
                     "tencent.region",
@@ -235,27 +236,18 @@ fn check_tencent(t: &RawTencent, p: &mut Problems) -> TencentConfig {
             }
         }
     } else {
-        match t.base_url.parse::<http::Uri>() {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https"))
-                    && uri.host().is_some()
-                    && uri.path().trim_end_matches('/').is_empty()
-                    && uri.query().is_none() =>
-            {
-                t.base_url.trim_end_matches('/').to_string()
-            }
-            _ => {
-                p.add(
-                    "tencent.base_url",
-                    format!(
-                        "{:?} is not a URL like https://host[:port] (no path)",
-                        t.base_url
-                    ),
-                );
-                String::new()
-            }
-        }
+        check_url("tencent.base_url", &t.base_url, p)
     };
+    // The region's backup domain comes with its main one; an explicit base URL has none unless
+    // `backup_url` names one.
+    let backup_url = match (t.backup_url.is_empty(), region) {
+        (false, _) => Some(check_url("tencent.backup_url", &t.backup_url, p)),
+        (true, Some(region)) if t.base_url.is_empty() => Some(region.backup.to_string()),
+        (true, _) => None,
+    };
+    let legacy_region = region
+        .filter(|region| !region.listed && t.base_url.is_empty())
+        .map(|region| region.name.to_string());
     let ca_file = (!t.ca_file.is_empty()).then(|| PathBuf::from(&t.ca_file));
     if let Some(path) = ca_file.as_ref().filter(|path| !path.is_file()) {
         p.add(
@@ -274,8 +266,32 @@ fn check_tencent(t: &RawTencent, p: &mut Problems) -> TencentConfig {
         identifier: t.identifier.clone(),
         secret,
         base_url,
+        backup_url,
+        legacy_region,
         ca_file,
         usersig_ttl: Duration::from_secs(t.usersig_ttl_secs),
+    }
+}
+
+/// A base URL as `key` must hold it: `http(s)://host[:port]`, no path or query; without a
+/// trailing slash.
+fn check_url(key: &str, url: &str, p: &mut Problems) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri)
+            if matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some()
+                && uri.path().trim_end_matches('/').is_empty()
+                && uri.query().is_none() =>
+        {
+            url.trim_end_matches('/').to_string()
+        }
+        _ => {
+            p.add(
+                key,
+                format!("{url:?} is not a URL like https://host[:port] (no path)"),
+            );
+            String::new()
+        }
     }
 }
 

@@ -117,6 +117,11 @@ pub struct TencentConfig {
     pub secret: SecretSource,
     /// Scheme, host and port of the upstream, without a trailing slash.
     pub base_url: String,
+    /// Where requests go while `base_url`'s host cannot be resolved or reached: the region's
+    /// backup domain, or `tencent.backup_url`.
+    pub backup_url: Option<String>,
+    /// The configured region, when Tencent's current pages no longer list it (a warning).
+    pub legacy_region: Option<String>,
     /// Extra trusted CA for the upstream.
     pub ca_file: Option<PathBuf>,
     /// Lifetime of each generated UserSig.

@@ -71,6 +71,8 @@ pub struct RawTencent {
     pub region: String,
     /// An explicit base URL that overrides the region.
     pub base_url: String,
+    /// The backup base URL, for an explicit `base_url` (a region brings its own).
+    pub backup_url: String,
     /// An extra trusted CA, PEM.
     pub ca_file: String,
     /// Lifetime of each generated UserSig, in seconds.
@@ -87,6 +89,7 @@ impl std::fmt::Debug for RawTencent {
             .field("secret_key_file", &self.secret_key_file)
             .field("region", &self.region)
             .field("base_url", &self.base_url)
+            .field("backup_url", &self.backup_url)
             .finish_non_exhaustive()
     }
 }

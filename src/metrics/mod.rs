@@ -51,6 +51,8 @@ pub struct Metrics {
     pub queued_requests: IntGaugeVec,
     /// Groups whose pacing state is in memory.
     pub active_groups: IntGauge,
+    /// 1 while attempts go to the backup domain (`timgate_upstream_backup`).
+    pub upstream_backup: IntGauge,
     /// 1 while the shared (Redis) limiter serves, 0 while this replica paces on its fallback
     /// share. Exported only once [`Metrics::register_limiter`] is called (the Redis backend).
     pub limiter_backend_up: IntGauge,
@@ -108,6 +110,7 @@ impl Metrics {
             coalesced_requests: register(r, table::COALESCED_REQUESTS.counter()),
             coalesce_batch_size: register(r, table::COALESCE_BATCH_SIZE.histogram()),
             build_info: register(r, table::BUILD_INFO.int_gauge_vec()),
+            upstream_backup: register(r, table::UPSTREAM_BACKUP.int_gauge()),
             pressure: PressureMetrics::new(r),
             registry,
         };

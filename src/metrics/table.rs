@@ -173,6 +173,11 @@ pub(super) const COALESCE_BATCH_SIZE: Def = histogram(
     &[],
     BATCH_BUCKETS,
 );
+pub(super) const UPSTREAM_BACKUP: Def = def(
+    "upstream_backup",
+    "1 while attempts go to Tencent's backup domain (the main one could not be resolved or reached), else 0.",
+    &[],
+);
 pub(super) const BUILD_INFO: Def = def(
     "build_info",
     "Always 1; labelled with the version.",

@@ -49,24 +49,37 @@ impl ApiKind {
     }
 }
 
-/// Regions and their REST API base URLs (tencent-im-api.md §1.5).
-pub const REGIONS: &[(&str, &str)] = &[
-    ("china", "https://console.tim.qq.com"),
-    ("singapore", "https://adminapisgp.im.qcloud.com"),
-    ("seoul", "https://adminapikr.im.qcloud.com"),
-    ("tokyo", "https://adminapijpn.im.qcloud.com"),
-    ("frankfurt", "https://adminapiger.im.qcloud.com"),
-    ("india", "https://adminapiind.im.qcloud.com"),
-    ("usa", "https://adminapiusa.im.qcloud.com"),
-    ("jakarta", "https://adminapiidn.im.qcloud.com"),
+/// A region's REST API domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// The `tencent.region` name.
+    pub name: &'static str,
+    /// The main base URL.
+    pub url: &'static str,
+    /// The backup base URL, for when the main domain cannot be resolved or reached.
+    pub backup: &'static str,
+    /// Whether Tencent's current pages still list the region.
+    pub listed: bool,
+}
+
+/// Regions and their REST API domains, main and backup (tencent-im-api.md §1.5, §8.1: the
+/// RESTful API overview, 1047/34620, and its Tencent-hosted copy for Tokyo's backup). India is
+/// gone from the overview's revisions since 2024-07: kept, with a warning.
+#[rustfmt::skip]
+pub const REGIONS: &[Region] = &[
+    Region { name: "china", url: "https://console.tim.qq.com", backup: "https://adminapi.my-imcloud.com", listed: true },
+    Region { name: "singapore", url: "https://adminapisgp.im.qcloud.com", backup: "https://adminapisgp.my-imcloud.com", listed: true },
+    Region { name: "seoul", url: "https://adminapikr.im.qcloud.com", backup: "https://adminapikr.my-imcloud.com", listed: true },
+    Region { name: "tokyo", url: "https://adminapijpn.im.qcloud.com", backup: "https://adminapijpn.my-imcloud.com", listed: true },
+    Region { name: "frankfurt", url: "https://adminapiger.im.qcloud.com", backup: "https://adminapiger.my-imcloud.com", listed: true },
+    Region { name: "india", url: "https://adminapiind.im.qcloud.com", backup: "https://adminapiind.my-imcloud.com", listed: false },
+    Region { name: "usa", url: "https://adminapiusa.im.qcloud.com", backup: "https://adminapiusa.my-imcloud.com", listed: true },
+    Region { name: "jakarta", url: "https://adminapiidn.im.qcloud.com", backup: "https://adminapiidn.my-imcloud.com", listed: true },
 ];
 
-/// The base URL of a region, if the region is known.
-pub fn region_base_url(region: &str) -> Option<&'static str> {
-    REGIONS
-        .iter()
-        .find(|(name, _)| *name == region)
-        .map(|(_, url)| *url)
+/// A region by name, if it is known.
+pub fn region(name: &str) -> Option<&'static Region> {
+    REGIONS.iter().find(|region| region.name == name)
 }
 
 /// Splits `service/command` into its parts when both are non-empty words of `[A-Za-z0-9_]`.

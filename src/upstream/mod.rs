@@ -1,5 +1,8 @@
 //! The upstream: a pooled keep-alive HTTPS client and one attempt at a signed request, timed out
-//! as a whole, with the answer's `ErrorCode` read once for everyone downstream.
+//! as a whole, with the answer's `ErrorCode` read once for everyone downstream; the backup
+//! domain while the main one cannot be reached (`failover`).
+
+mod failover;
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::tencent::codes;
 
 /// Tencent refuses to produce answers over 1 MB (10018); anything far larger is not Tencent.
@@ -33,13 +37,14 @@ pub struct Reply {
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    base_url: String,
+    domains: failover::Domains,
     request_timeout: Duration,
 }
 
 impl Upstream {
-    /// Builds the client from `[tencent]` and `[upstream]`.
-    pub fn new(config: &Config) -> Result<Upstream, Error> {
+    /// Builds the client from `[tencent]` and `[upstream]`, showing in `metrics` which domain
+    /// it uses.
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Upstream, Error> {
         let tls = crate::tls::client_config(config.tencent.ca_file.as_deref())?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -59,21 +64,52 @@ impl Upstream {
             let shown = crate::config::redact::credentials(&config.tencent.base_url);
             tracing::warn!(base_url = %shown, "Upstream is plain HTTP: for local testing only.");
         }
+        let domains = failover::Domains::new(
+            &config.tencent.base_url,
+            config.tencent.backup_url.as_deref(),
+            config.upstream.connect_timeout,
+            metrics.upstream_backup.clone(),
+        );
         Ok(Upstream {
             client,
-            base_url: config.tencent.base_url.clone(),
+            domains,
             request_timeout: config.upstream.request_timeout,
         })
     }
 
     /// Sends one attempt: `POST {base}/v4/{api}?{query}` with `body`, and reads the whole answer.
+    /// When the main domain cannot be reached (nothing was sent), the attempt goes to the backup
+    /// domain within the same timeout.
     pub async fn send(&self, api: &str, query: &str, body: Bytes) -> Result<Reply, Error> {
-        let uri = format!("{}/v4/{api}?{query}", self.base_url);
+        let attempt = async {
+            let base = self.domains.current();
+            match self.attempt(base, api, query, body.clone()).await {
+                Err(Error::UpstreamConnect(why)) => match self.domains.failed(base, &why) {
+                    Some(backup) => self.attempt(&backup, api, query, body).await,
+                    None => Err(Error::UpstreamConnect(why)),
+                },
+                other => other,
+            }
+        };
+        tokio::time::timeout(self.request_timeout, attempt)
+            .await
+            .map_err(|_| Error::UpstreamTimeout(self.request_timeout))?
+    }
+
+    /// One attempt at `base`.
+    async fn attempt(
+        &self,
+        base: &str,
+        api: &str,
+        query: &str,
+        body: Bytes,
+    ) -> Result<Reply, Error> {
+        let uri = format!("{base}/v4/{api}?{query}");
         let request = Request::post(uri)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| Error::Internal(format!("building the upstream request: {e}")))?;
-        let attempt = async {
+        {
             let response = self.client.request(request).await.map_err(|e| {
                 let mut message = e.to_string();
                 let mut source = std::error::Error::source(&e);
@@ -96,9 +132,6 @@ impl Upstream {
                 .to_bytes();
             let code = codes::error_code(&body);
             Ok(Reply { status, body, code })
-        };
-        tokio::time::timeout(self.request_timeout, attempt)
-            .await
-            .map_err(|_| Error::UpstreamTimeout(self.request_timeout))?
+        }
     }
 }
