@@ -271,3 +271,41 @@ async fn a_10023_slows_the_groups_message_lane_and_the_message_is_sent_again() {
     assert_spaced(&sent, Duration::from_millis(49));
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_community_group_refuses_clear_with_10007_and_an_unknown_type_is_refused() {
+    const CLEAR: &str = "group_open_http_svc/clear_group_attr";
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway = Gateway::start(&[
+        &base_toml(emulator.addr, None),
+        &allow(&[CREATE, MODIFY, CLEAR]),
+    ])
+    .await;
+    let client = Client::new();
+    for (kind, group) in [
+        ("Community", "@TGS#_community"),
+        ("AVChatRoom", "@TGS#live"),
+    ] {
+        let body = json!({"Type": kind, "Name": kind, "GroupId": group}).to_string();
+        let answer = client.post(&gateway.url(CREATE), body).await;
+        assert_eq!(answer.code(), 0, "{:?}", answer.json());
+        let write = json!({"GroupId": group, "GroupAttr": [{"key": "k", "value": "v"}]});
+        let answer = client.post(&gateway.url(MODIFY), write.to_string()).await;
+        assert_eq!(answer.code(), 0, "every type takes a modify");
+        let clear = json!({"GroupId": group}).to_string();
+        let answer = client.post(&gateway.url(CLEAR), clear).await;
+        let want = if kind == "Community" { 10007 } else { 0 };
+        assert_eq!(answer.code(), want, "{kind}: {:?}", answer.json());
+    }
+    // Final: the 10007 was sent once.
+    let clears = emulator
+        .state
+        .records()
+        .iter()
+        .filter(|r| r.api == CLEAR)
+        .count();
+    assert_eq!(clears, 2);
+    let bogus = json!({"Type": "Bogus", "Name": "x"}).to_string();
+    assert_eq!(client.post(&gateway.url(CREATE), bogus).await.code(), 10004);
+    gateway.shutdown().await;
+}

@@ -118,6 +118,23 @@ pub fn apply(command: &str, body: &Map<String, Value>, attrs: &mut Attrs) -> Out
     }
 }
 
+/// The group types `create_group` takes (Work, Meeting: the new names of Private, ChatRoom).
+const GROUP_TYPES: [&str; 7] = [
+    "Public",
+    "Private",
+    "Work",
+    "ChatRoom",
+    "Meeting",
+    "AVChatRoom",
+    "Community",
+];
+
+/// Whether a group of `kind` supports attribute API `command`: every type supports get, modify,
+/// set and delete; a Community group does not support clear (tencent-im-api.md §8.1, 1047/44189).
+pub fn supports(kind: Option<&str>, command: &str) -> bool {
+    !(kind == Some("Community") && command == "clear_group_attr")
+}
+
 /// `group_open_http_svc/create_group`: makes a group, with the given GroupId or a fresh one.
 pub fn create_group(body: &Map<String, Value>, state: &mut Inner) -> Outcome {
     let id = match body.get("GroupId") {
@@ -127,15 +144,21 @@ pub fn create_group(body: &Map<String, Value>, state: &mut Inner) -> Outcome {
         }
         Some(_) => group_id(body)?.to_string(),
     };
-    if !matches!(body.get("Type"), Some(Value::String(_)))
-        || !matches!(body.get("Name"), Some(Value::String(_)))
-    {
+    let (Some(Value::String(kind)), Some(Value::String(_))) = (body.get("Type"), body.get("Name"))
+    else {
         return fail(10004, "Type and Name are required strings");
+    };
+    if !GROUP_TYPES.contains(&kind.as_str()) {
+        return fail(
+            10004,
+            format!("Type {kind:?} is not one of {}", GROUP_TYPES.join(", ")),
+        );
     }
     if state.groups.contains_key(&id) {
         return fail(10021, "group id already used");
     }
     state.groups.insert(id.clone(), Attrs::new());
+    state.group_types.insert(id.clone(), kind.clone());
     let mut out = Map::new();
     out.insert("GroupId".into(), Value::String(id));
     Ok(out)
@@ -144,6 +167,7 @@ pub fn create_group(body: &Map<String, Value>, state: &mut Inner) -> Outcome {
 /// `group_open_http_svc/destroy_group`.
 pub fn destroy_group(body: &Map<String, Value>, state: &mut Inner) -> Outcome {
     let id = group_id(body)?;
+    state.group_types.remove(id);
     match state.groups.remove(id) {
         Some(_) => Ok(Map::new()),
         None => fail(10010, "group does not exist"),

@@ -378,6 +378,12 @@ impl Service {
                 return Err((10002, "internal server error (injected)".into()));
             }
         }
+        if !apis::supports(inner.group_types.get(id).map(String::as_str), command) {
+            return Err((
+                10007,
+                format!("this group's type does not support {command}"),
+            ));
+        }
         let Some(attrs) = inner.groups.get_mut(id) else {
             return Err((10010, "group does not exist".into()));
         };

@@ -85,6 +85,9 @@ pub type Attrs = BTreeMap<String, String>;
 pub struct Inner {
     /// Groups by GroupId.
     pub groups: HashMap<String, Attrs>,
+    /// The type each group was created with by `create_group` (groups made on first use have
+    /// none, and allow every operation).
+    pub group_types: HashMap<String, String>,
     /// Attribute-write windows by GroupId.
     pub group_windows: HashMap<String, Window>,
     /// Call windows by API.
