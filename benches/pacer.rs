@@ -305,7 +305,9 @@ async fn redis() {
     for i in 0..N {
         let group_id = format!("g{}", i % 1000);
         let t = tokio::time::Instant::now();
-        let reserved = shared.reserve("api", Some(&group_id), app, group).await;
+        let reserved = shared
+            .reserve("api", Some(&group_id), app, group, None)
+            .await;
         samples.push(t.elapsed());
         assert!(
             matches!(reserved, Some(timgate::pace::shared::Reserved::At(_))),

@@ -43,22 +43,17 @@ fn assert_spaced(at: &[Instant], gap: Duration) {
     }
 }
 
-/// How many accounts the emulator saw named in the busiest minute, and the calls it refused
-/// for a limit.
+/// How many accounts the emulator saw named in the busiest minute (500 a call), and the calls
+/// it refused for a limit.
 fn busiest_minute(emulator: &Emulator) -> (usize, u64) {
-    let records = emulator.state.records();
-    let calls: Vec<_> = records.iter().filter(|r| r.api == BATCH).collect();
-    let busiest = calls
+    let calls: Vec<Instant> = emulator
+        .state
+        .records()
         .iter()
-        .map(|first| {
-            calls
-                .iter()
-                .filter(|r| r.at >= first.at && r.at - first.at < Duration::from_secs(60))
-                .count()
-                * 500
-        })
-        .max()
-        .unwrap_or(0);
+        .filter(|r| r.api == BATCH)
+        .map(|r| r.at)
+        .collect();
+    let busiest = support::max_in_window(calls, Duration::from_secs(60)) * 500;
     (busiest, emulator.state.refused(60007))
 }
 
@@ -141,14 +136,7 @@ async fn a_limit_in_limits_api_replaces_the_catalogues_and_a_reload_changes_it()
             .skip(after)
             .map(|r| r.at)
             .collect();
-        at.iter()
-            .map(|&t| {
-                at.iter()
-                    .filter(|&&u| u >= t && u - t < Duration::from_secs(1))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
+        support::max_in_window(at, Duration::from_secs(1))
     };
     assert!(
         peak(&emulator, 0) <= 4,
@@ -221,15 +209,7 @@ async fn a_groups_messages_leave_at_40_a_second_in_their_own_lane_beside_its_wri
     );
     let sent = arrivals(&emulator, MESSAGE, 0);
     assert_eq!(sent.len(), 60);
-    let busiest = sent
-        .iter()
-        .map(|&t| {
-            sent.iter()
-                .filter(|&&u| u >= t && u - t < Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let busiest = support::max_in_window(sent.clone(), Duration::from_secs(1));
     assert!(busiest <= 40, "{busiest} messages in a second");
     // The writes did not wait behind the messages: three writes take 0.4 s of their own lane,
     // while 60 messages take 1.5 s of theirs.
@@ -307,5 +287,35 @@ async fn a_community_group_refuses_clear_with_10007_and_an_unknown_type_is_refus
     assert_eq!(clears, 2);
     let bogus = json!({"Type": "Bogus", "Name": "x"}).to_string();
     assert_eq!(client.post(&gateway.url(CREATE), bogus).await.code(), 10004);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_apps_total_over_every_api_holds_app_total_per_second() {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway = Gateway::start(&[
+        &base_toml(emulator.addr, None),
+        &allow(&[CREATE, MODIFY]),
+        "[limits]\napp_total_per_second = 40\n",
+    ])
+    .await;
+    let client = Client::new();
+    // 50 group creations and 50 writes to 50 groups: each API alone is well within 200 a second.
+    let calls: Vec<_> = (0..100)
+        .map(|n| {
+            let (client, api) = (client.clone(), if n % 2 == 0 { CREATE } else { MODIFY });
+            let url = gateway.url(api);
+            let body = match api {
+                CREATE => json!({"Type": "Public", "Name": format!("g{n}")}),
+                _ => json!({"GroupId": format!("g{n}"), "GroupAttr": [{"key": "k", "value": "v"}]}),
+            };
+            tokio::spawn(async move { client.post(&url, body.to_string()).await })
+        })
+        .collect();
+    all_ok(calls).await;
+    // Without the cap, all 100 arrived within one second.
+    let at: Vec<Instant> = emulator.state.records().iter().map(|r| r.at).collect();
+    let busiest = support::max_in_window(at, Duration::from_secs(1));
+    assert!(busiest <= 40, "{busiest} calls in a second over both APIs");
     gateway.shutdown().await;
 }

@@ -240,7 +240,7 @@ async fn the_reservation_script_never_puts_more_than_the_limit_in_a_window() {
                     let group_lane = (i % 3 != 0).then_some(lane.as_str());
                     loop {
                         match shared
-                            .reserve("api", group_lane, app, group)
+                            .reserve("api", group_lane, app, group, None)
                             .await
                             .expect("redis is up")
                         {

@@ -62,6 +62,7 @@ pub(super) fn check(l: &RawLimits, p: &mut Problems) -> LimitsConfig {
         max_wait: Duration::from_millis(p.positive("limits.max_wait_ms", l.max_wait_ms)),
         coalesce: l.coalesce,
         api: l.api.clone(),
+        app_total_per_second: l.app_total_per_second,
     }
 }
 

@@ -194,6 +194,9 @@ pub struct LimitsConfig {
     /// Merge the `modify_group_attr` writes waiting in one group's queue into one upstream
     /// call (README, "Coalescing hot groups"). Reloadable.
     pub coalesce: bool,
+    /// Calls per second over every API together, the app's total (60011 beyond); 0: no cap.
+    /// Reloadable.
+    pub app_total_per_second: u32,
     /// `[limits.api]`: limits that replace the catalogue's (raised in the console) or give an
     /// API the catalogue does not list its own, by `service/command`. Reloadable.
     pub api: std::collections::BTreeMap<String, u32>,

@@ -132,6 +132,9 @@ pub struct RawLimits {
     pub max_wait_ms: u64,
     /// Merge queued `modify_group_attr` writes of one group into one upstream call.
     pub coalesce: bool,
+    /// Calls per second over every API together; 0: no cap.
+    #[serde(default)]
+    pub app_total_per_second: u32,
     /// Per-API limits: `service/command` = the count, in the catalogue's unit and period (calls
     /// a second for an API the catalogue does not list).
     #[serde(default)]

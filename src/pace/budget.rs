@@ -79,11 +79,11 @@ impl Budget {
         self.shared().map(|shared| shared.subscribe())
     }
 
-    /// The send window, and the APIs whose limit counts over a longer one with theirs: the
-    /// fences that follow a stall or a return are a window long, each API's its own.
-    pub(super) fn set_windows(&self, window: Duration, long: Vec<(Arc<str>, Duration)>) {
+    /// A reload changed the send window: the fences that follow a stall or a return are a
+    /// window long.
+    pub(super) fn set_window(&self, window: Duration) {
         if let Some(shared) = self.shared() {
-            shared.set_windows(window, long);
+            shared.set_window(window);
         }
     }
 

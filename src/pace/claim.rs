@@ -49,27 +49,19 @@ impl Lanes {
             true => self.full,
             false => self.settings,
         };
-        let pace = self.apps.get(api).map(|lane| match full {
-            true => lane.paces.full,
-            false => lane.paces.local,
-        });
-        let app_at = match (self.apps.get(api), pace) {
-            (Some(lane), Some(pace)) if pace.max_in_flight > 0 => {
-                if lane.flying.len() >= pace.max_in_flight {
-                    None
-                } else {
-                    // Calls still flying whose send has left the window: the log no longer
-                    // counts them, yet each may still arrive.
-                    let window = pace.window;
-                    let stale = lane.flying.iter().filter(|&&t| t + window <= now).count();
-                    lane.sent.allowed_at_with(pace.cap, stale, window, now)
-                }
-            }
-            (Some(lane), Some(pace)) => lane.sent.allowed_at_with(pace.cap, 0, pace.window, now),
-            _ => Some(now),
-        };
+        // The API's lane and the app's total (when capped): both must have room.
+        let app_at = self
+            .apps
+            .get(api)
+            .map_or(Some(now), |lane| lane.allowed_at(full, now));
+        let total_at = self
+            .total
+            .as_ref()
+            .map_or(Some(now), |lane| lane.allowed_at(full, now));
         let window = settings.send_window;
-        let app_at = app_at.ok_or(Hold::Landing)?;
+        let app_at = app_at
+            .ok_or(Hold::Landing)?
+            .max(total_at.ok_or(Hold::Landing)?);
         let group_cap = group.map_or(0, |g| settings.group(g).1);
         let lane = group.and_then(|g| self.groups.get(g));
         let group_at = lane
@@ -79,11 +71,11 @@ impl Lanes {
         if at > now {
             return Err(Hold::Until(at));
         }
-        if let (Some(app), Some(pace)) = (self.apps.get_mut(api), pace) {
-            app.sent.record(pace.cap, now);
-            if pace.max_in_flight > 0 {
-                app.flying.push_back(now);
-            }
+        if let Some(app) = self.apps.get_mut(api) {
+            app.record(full, now);
+        }
+        if let Some(total) = self.total.as_mut() {
+            total.record(full, now);
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
             lane.sent.record(group_cap, now);
@@ -105,13 +97,10 @@ impl Lanes {
         let late = now.saturating_duration_since(sent) + std::time::Duration::from_secs(1)
             > settings.send_window;
         if let Some(app) = self.apps.get_mut(api) {
-            if let Some(at) = app.flying.iter().rposition(|&t| t == sent) {
-                app.flying.remove(at);
-            }
-            if late {
-                let cap = app.paces.local.cap.max(app.paces.full.cap);
-                app.sent.land(cap, sent, now);
-            }
+            app.land(sent, now, late);
+        }
+        if let Some(total) = self.total.as_mut() {
+            total.land(sent, now, late);
         }
         if let Some(group) = group.filter(|_| late)
             && let Some(lane) = self.groups.get_mut(group)

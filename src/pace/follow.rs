@@ -70,6 +70,11 @@ impl Seen {
         }
     }
 
+    /// Whether the shared budget serves: the local lanes' holds do not delay a request then.
+    pub(super) fn up(&self) -> bool {
+        self.mode.is_some_and(|mode| mode.up)
+    }
+
     /// The replicas count the lanes' share was computed for.
     pub(super) fn replicas(&self) -> usize {
         self.replicas
@@ -132,16 +137,38 @@ impl Lanes {
     /// No local slot of an API until its window has passed after `at` (the end of the
     /// horizon): a shared slot reserved up to then is out of every window a local send shares.
     pub(super) fn hold_local_after(&mut self, at: Instant) {
-        for app in self.apps.values_mut() {
-            app.tat = app.tat.max(at + app.paces.full.window);
+        for app in self.apps.values_mut().chain(self.total.as_mut()) {
+            app.hold = app.hold.max(at + app.paces.full.window);
         }
+    }
+
+    /// The lanes of APIs whose window is longer than the send window that this replica's own
+    /// calls still hold, with how long from `now`: a window for a lane with calls in flight (a
+    /// stalled upstream may deliver them at any moment), else until its last send leaves its
+    /// window. A returning or stalled replica fences each in Redis, so that no shared slot
+    /// shares a window with them; a lane it sent nothing on recently is not held back.
+    pub(super) fn long_fences(&self, now: Instant) -> Vec<(Arc<str>, Duration)> {
+        let send_window = self.full.send_window;
+        self.apps
+            .iter()
+            .filter(|(_, app)| app.paces.full.window > send_window)
+            .filter_map(|(api, app)| {
+                let window = app.paces.full.window;
+                let until = match app.flying.is_empty() {
+                    false => now + window,
+                    true => app.sent.quiet_at(window)?,
+                };
+                (until > now).then(|| (api.clone(), until - now))
+            })
+            .collect()
     }
 
     /// Redis is back: local slots given while it was away are void, so the local lanes start
     /// afresh (the fence covers their sends).
     fn reset_local(&mut self, now: Instant) {
-        for app in self.apps.values_mut() {
+        for app in self.apps.values_mut().chain(self.total.as_mut()) {
             app.tat = app.tat.min(now);
+            app.hold = app.hold.min(now);
         }
         for lane in self.groups.values_mut() {
             lane.tat = lane.tat.min(now);
@@ -255,13 +282,20 @@ impl Pacer {
             }
             let epoch = shared.mode().epoch;
             // Read each time: a reload may have changed the limits.
-            let (full, pace) = {
+            let (full, pace, total) = {
                 let lanes = self.lanes();
-                (lanes.full, lanes.paces(api).full)
+                let total = lanes.total.as_ref().map(|t| t.paces.full.interval);
+                (lanes.full, lanes.paces(api).full, total)
             };
             let group_interval = group.map_or(full.group_interval, |g| full.group(g).0);
             let reserved = shared
-                .reserve(api, group.map(|g| &**g), pace.interval, group_interval)
+                .reserve(
+                    api,
+                    group.map(|g| &**g),
+                    pace.interval,
+                    group_interval,
+                    total,
+                )
                 .await?;
             let (later, group_later) = match reserved {
                 Reserved::At(slot) if slot.within > tolerance(&full) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::api_pace::Paces;
+use super::api_pace::{ApiPace, Paces};
 use super::batch::Batch;
 use super::lanes::LaneSettings;
 use super::rate::Rate;
@@ -31,17 +31,79 @@ pub(crate) struct AppLane {
     pub flying: VecDeque<Instant>,
     /// Its spacing, cap and window, from its own limit.
     pub paces: Paces,
+    /// No local slot before it: the shared slots reserved in Redis must have left their window
+    /// first, should Redis go away. Apart from `tat`, so that a request admitted while Redis
+    /// serves is not estimated behind a hold (a minute, for a per-minute API) it never waits for.
+    pub hold: Instant,
 }
 
 impl AppLane {
     pub(super) fn new(paces: Paces, now: Instant) -> AppLane {
         AppLane {
             paces,
+            hold: now,
             tat: now,
             rate: Rate::new(paces.local.interval, now),
             sent: SendLog::default(),
             pending: 0,
             flying: VecDeque::new(),
+        }
+    }
+}
+
+impl AppLane {
+    /// The next slot there can be: not before `tat`, nor, while the lanes pace locally
+    /// (`shared` false), before the hold.
+    pub(super) fn next(&self, now: Instant, shared: bool) -> Instant {
+        match shared {
+            true => self.tat.max(now),
+            false => self.tat.max(self.hold).max(now),
+        }
+    }
+
+    /// Its pace at the full limit (`full`, while a shared budget governs) or this replica's share.
+    fn pace(&self, full: bool) -> ApiPace {
+        match full {
+            true => self.paces.full,
+            false => self.paces.local,
+        }
+    }
+
+    /// When a send may be claimed: now, or when its window has room; `None` while its calls in
+    /// flight alone fill it (an answer has to come first).
+    pub(super) fn allowed_at(&self, full: bool, now: Instant) -> Option<Instant> {
+        let pace = self.pace(full);
+        if pace.max_in_flight == 0 {
+            return self.sent.allowed_at_with(pace.cap, 0, pace.window, now);
+        }
+        if self.flying.len() >= pace.max_in_flight {
+            return None;
+        }
+        // Calls still flying whose send has left the window: the log no longer counts them,
+        // yet each may still arrive.
+        let window = pace.window;
+        let stale = self.flying.iter().filter(|&&t| t + window <= now).count();
+        self.sent.allowed_at_with(pace.cap, stale, window, now)
+    }
+
+    /// A send claimed `now`: in the log, and flying until it lands.
+    pub(super) fn record(&mut self, full: bool, now: Instant) {
+        let pace = self.pace(full);
+        self.sent.record(pace.cap, now);
+        if pace.max_in_flight > 0 {
+            self.flying.push_back(now);
+        }
+    }
+
+    /// The call sent at `sent` was answered `now`; `late`: later than the guard allows for, so it
+    /// counts from now.
+    pub(super) fn land(&mut self, sent: Instant, now: Instant, late: bool) {
+        if let Some(at) = self.flying.iter().rposition(|&t| t == sent) {
+            self.flying.remove(at);
+        }
+        if late {
+            let cap = self.paces.local.cap.max(self.paces.full.cap);
+            self.sent.land(cap, sent, now);
         }
     }
 }
@@ -85,10 +147,10 @@ pub(super) fn estimate(
     app: &AppLane,
     lane: Option<&GroupLane>,
     settings: &LaneSettings,
-    deadline: Instant,
-    now: Instant,
+    (deadline, now): (Instant, Instant),
+    shared: bool,
 ) -> Result<Instant, Error> {
-    let app_estimate = app.tat.max(now) + app.rate.current() * app.pending as u32;
+    let app_estimate = app.next(now, shared) + app.rate.current() * app.pending as u32;
     let mut estimate = app_estimate;
     if let Some(lane) = lane {
         if lane.waiters.len() >= settings.max_queue_per_group {

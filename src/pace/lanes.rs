@@ -14,6 +14,7 @@ use super::lane::estimate;
 pub(crate) use super::lane::{AppLane, GroupLane};
 use super::rate::Rate;
 use super::send_log::SendLog;
+use super::total::total_estimate;
 use crate::config::LimitsConfig;
 use crate::error::Error;
 use crate::tencent::apis::GROUP_MESSAGES_PER_SECOND;
@@ -29,10 +30,26 @@ pub(crate) enum Admitted {
     Wait(oneshot::Receiver<()>),
 }
 
+/// A lane takes a new configured spacing: its next slot was set at the old spacing from its last
+/// send, so it moves by the difference.
+pub(super) fn respace(rate: &mut Rate, tat: &mut Instant, base: Duration) {
+    let old = rate.current();
+    rate.set_base(base);
+    let new = rate.current();
+    *tat = if new >= old {
+        *tat + (new - old)
+    } else {
+        tat.checked_sub(old - new).unwrap_or(*tat)
+    };
+}
+
 /// Everything the pacer's lock protects.
 #[derive(Debug)]
 pub(crate) struct Lanes {
     pub apps: HashMap<Arc<str>, AppLane>,
+    /// The app's total over every API (`limits.app_total_per_second`), when capped: every
+    /// request passes it besides its API's lane.
+    pub total: Option<AppLane>,
     /// Group lanes; foldhash, seeded per process, hashes a GroupId several times faster than
     /// SipHash, which showed in profiles (each write looks its group up a few times).
     pub groups: HashMap<Arc<str>, GroupLane, foldhash::fast::RandomState>,
@@ -142,6 +159,7 @@ impl Lanes {
             .collect();
         Lanes {
             apps,
+            total: None,
             groups: HashMap::default(),
             idle: IdleQueue::default(),
             queued: 0,
@@ -165,6 +183,14 @@ impl Lanes {
             let lane = AppLane::new(self.paces_of(&api), now);
             self.apps.insert(api, lane);
         }
+        self.set_total(now);
+    }
+
+    /// The limits in force and the share of them kept locally, when the lanes were given limits.
+    pub(super) fn limits(&self) -> Option<(&LimitsConfig, f64)> {
+        self.limits
+            .as_ref()
+            .map(|(limits, share)| (&**limits, *share))
     }
 
     /// The paces of `api`: from its limit, or the settings' own numbers.
@@ -210,7 +236,12 @@ impl Lanes {
             .entry(api.clone())
             .or_insert_with(|| AppLane::new(paces, now));
         let lane = group.and_then(|key| self.groups.get(key));
-        let estimate = estimate(app, lane, &settings, deadline, now)?;
+        let shared = self.seen.up();
+        let estimate = estimate(app, lane, &settings, (deadline, now), shared)?;
+        let estimate = match &mut self.total {
+            Some(total) => total_estimate(total, estimate, (deadline, now), shared)?,
+            None => estimate,
+        };
         app.pending += 1;
         self.queued += 1;
         self.next_id += 1;
@@ -272,13 +303,25 @@ impl Lanes {
         let app = self.apps.get_mut(api)?;
         let earliest = now.checked_sub(TIMER_SLACK).unwrap_or(now);
         let group_tat = group.and_then(|g| self.groups.get(g)).map(|lane| lane.tat);
-        let slot = app.tat.max(group_tat.unwrap_or(earliest)).max(earliest);
+        let total_tat = self.total.as_ref().map(|total| total.tat.max(total.hold));
+        let slot = app
+            .tat
+            .max(app.hold)
+            .max(group_tat.unwrap_or(earliest))
+            .max(earliest);
+        let slot = slot.max(total_tat.unwrap_or(slot));
         if deadline.is_some_and(|deadline| slot > deadline) {
             return None;
         }
         app.tat = slot + app.rate.interval(now);
         if first {
             app.pending = app.pending.saturating_sub(1);
+        }
+        if let Some(total) = self.total.as_mut() {
+            total.tat = slot + total.rate.interval(now);
+            if first {
+                total.pending = total.pending.saturating_sub(1);
+            }
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
             lane.tat = slot + lane.rate.interval(now);
@@ -288,7 +331,8 @@ impl Lanes {
 
     /// An admitted request gave up before it had a slot.
     pub(crate) fn unpend(&mut self, api: &Arc<str>) {
-        if let Some(app) = self.apps.get_mut(api) {
+        let total = self.total.as_mut();
+        for app in self.apps.get_mut(api).into_iter().chain(total) {
             app.pending = app.pending.saturating_sub(1);
         }
     }
@@ -349,8 +393,9 @@ impl Lanes {
         slot: Instant,
     ) {
         let window = self.settings.send_window;
-        if let Some(app) = self.apps.get_mut(api) {
-            app.tat = app.tat.max(slot + app.paces.local.window);
+        let total = self.total.as_mut();
+        for app in self.apps.get_mut(api).into_iter().chain(total) {
+            app.hold = app.hold.max(slot + app.paces.local.window);
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
             lane.tat = lane.tat.max(slot + window);
@@ -370,17 +415,6 @@ impl Lanes {
         self.settings = settings;
         self.full = full;
         self.limits = Some((limits, share));
-        // The next slot was set at the old spacing from the last send: move it to the new one.
-        let respace = |rate: &mut Rate, tat: &mut Instant, base: Duration| {
-            let old = rate.current();
-            rate.set_base(base);
-            let new = rate.current();
-            *tat = if new >= old {
-                *tat + (new - old)
-            } else {
-                tat.checked_sub(old - new).unwrap_or(*tat)
-            };
-        };
         let apis: Vec<Arc<str>> = self.apps.keys().cloned().collect();
         for api in apis {
             let paces = self.paces_of(&api);
@@ -392,6 +426,7 @@ impl Lanes {
         for (key, lane) in self.groups.iter_mut() {
             respace(&mut lane.rate, &mut lane.tat, settings.group(key).0);
         }
+        self.set_total(Instant::now());
     }
 
     /// Tencent said "too fast" for this lane: slow it down. Returns the lane's new rate per

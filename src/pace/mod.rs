@@ -23,6 +23,7 @@ mod send_log;
 pub mod shared;
 mod slow;
 mod ticket;
+mod total;
 mod turn;
 
 use std::future::Future;
@@ -106,27 +107,29 @@ impl Pacer {
         }
         drop(lanes);
         pacer.apply_paces();
+        if let Some(shared) = pacer.inner.budget.shared() {
+            // Weak: the fence must not keep a dropped pacer's lanes alive.
+            let inner = Arc::downgrade(&pacer.inner);
+            shared.set_long_fences(Arc::new(move || {
+                inner.upgrade().map_or_else(Vec::new, |inner| {
+                    let lanes = inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+                    lanes.long_fences(Instant::now())
+                })
+            }));
+        }
         pacer
     }
 
-    /// Shows each API lane's rate, and tells the budget the send window and the APIs whose
-    /// limit counts over a longer one.
+    /// Shows each API lane's rate, and tells the budget the send window.
     fn apply_paces(&self) {
-        let (window, long) = {
+        let window = {
             let lanes = self.lanes();
             for (api, app) in &lanes.apps {
                 self.show_rate(api, app.rate.per_second());
             }
-            let window = lanes.full.send_window;
-            let long = lanes
-                .apps
-                .iter()
-                .filter(|(_, app)| app.paces.full.window > window)
-                .map(|(api, app)| (api.clone(), app.paces.full.window))
-                .collect();
-            (window, long)
+            lanes.full.send_window
         };
-        self.inner.budget.set_windows(window, long);
+        self.inner.budget.set_window(window);
     }
 
     /// Applies reloaded limits: rates, guard and queue bounds change at once, and every queue,
@@ -256,6 +259,8 @@ impl Pacer {
         group: Option<&Arc<str>>,
         deadline: Instant,
     ) -> Result<Admission, Error> {
+        // The lanes in line with the shared budget first: its estimate depends on whether it serves.
+        self.follow();
         let mut lanes = self.lanes();
         self.admit_in(&mut lanes, api, group, deadline)
     }

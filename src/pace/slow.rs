@@ -32,12 +32,14 @@ impl Pacer {
         );
     }
 
-    /// Slows every API's lane (60011: the SDKAppID's request rate over its limit): slowing only
-    /// the API that got the answer would leave the others filling the app's total.
+    /// Slows every API's lane and the app's total lane if there is one (60011: the SDKAppID's
+    /// request rate over its limit): slowing only the API that got the answer would leave the
+    /// others filling the app's total.
     pub fn slow_down_app(&self, api: &Arc<str>) {
         let now = Instant::now();
         let rates: Vec<(Arc<str>, f64)> = {
             let mut lanes = self.lanes();
+            lanes.slow_total(now);
             let apis: Vec<Arc<str>> = lanes.apps.keys().cloned().collect();
             apis.into_iter()
                 .filter_map(|each| {

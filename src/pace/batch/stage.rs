@@ -46,6 +46,7 @@ impl Pacer {
     /// order. Every write is counted admitted once, here or in the admission.
     pub(crate) fn merge(&self, write: Write, cap: usize) -> Result<Merged, Error> {
         let api = write.api.clone();
+        self.follow();
         let mut lanes = self.lanes();
         let write = match lanes.open_batch(&write.group) {
             Some(batch) => match batch.join(write, cap) {

@@ -78,9 +78,10 @@ pub struct Shared {
     announce: redis::Script,
     /// One send window (1 s + guard) in microseconds: how long the fence holds shared slots back.
     window: AtomicU64,
-    /// The APIs whose limit counts over a longer window than that (a minute), with theirs: the
-    /// fence raises each one's own lane key by its window too.
-    long: Mutex<Vec<(Arc<str>, Duration)>>,
+    /// The lanes of APIs whose limit counts over a longer window than that (a minute) that this
+    /// replica's own calls still hold, each with how long from now: the fence raises each one's
+    /// lane key by that much too. Asked of the pacer when a fence goes up.
+    long: Mutex<Option<LongFences>>,
     conn: Mutex<Option<ConnectionManager>>,
     mode: watch::Sender<Mode>,
     /// Replicas alive at the last announcement (this one included); 0 before the first.
@@ -96,6 +97,10 @@ pub struct Shared {
     stall_fenced: Mutex<Option<Instant>>,
     metrics: Metrics,
 }
+
+/// The long-window lanes this replica's calls still hold, each with how long from now (see
+/// `Shared::long_windows`).
+pub type LongFences = Arc<dyn Fn() -> Vec<(Arc<str>, Duration)> + Send + Sync>;
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,7 +141,7 @@ impl Shared {
             fence: redis::Script::new(scripts::FENCE),
             announce: redis::Script::new(scripts::ANNOUNCE),
             window: AtomicU64::new(window.as_micros() as u64),
-            long: Mutex::new(Vec::new()),
+            long: Mutex::new(None),
             conn: Mutex::new(None),
             mode: watch::channel(mode).0,
             replicas: AtomicUsize::new(0),
@@ -153,17 +158,21 @@ impl Shared {
         self.mode.borrow().up
     }
 
-    /// The fence holds shared slots back `window` from now on, and the lanes of the `long`
-    /// APIs back by their own windows (a reload may change either).
-    pub fn set_windows(&self, window: Duration, long: Vec<(Arc<str>, Duration)>) {
+    /// The fence holds shared slots back `window` from now on (a reload may change it).
+    pub fn set_window(&self, window: Duration) {
         self.window
             .store(window.as_micros() as u64, Ordering::SeqCst);
-        *self.long.lock().unwrap_or_else(|p| p.into_inner()) = long;
     }
 
-    /// The long-window APIs and their windows, for the fence.
+    /// Where the fence finds the long-window lanes this replica's calls still hold.
+    pub fn set_long_fences(&self, fences: LongFences) {
+        *self.long.lock().unwrap_or_else(|p| p.into_inner()) = Some(fences);
+    }
+
+    /// The long-window lanes to fence now, and for how long.
     pub(super) fn long_windows(&self) -> Vec<(Arc<str>, Duration)> {
-        self.long.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let fences = self.long.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        fences.map(|fences| fences()).unwrap_or_default()
     }
 
     /// Until when a stall holds this replica's shared slots of an API whose window is `window`
@@ -221,6 +230,7 @@ impl Shared {
         group: Option<&str>,
         app_interval: Duration,
         group_interval: Duration,
+        total_interval: Option<Duration>,
     ) -> Option<Reserved> {
         if !self.is_up() {
             return None;
@@ -234,13 +244,15 @@ impl Shared {
         let mut call = self.reserve.prepare_invoke();
         call.key(format!("{}:fence", self.prefix));
         call.key(format!("{}:app:{api}", self.prefix));
+        call.key(format!("{}:total", self.prefix));
         if let Some(group) = group {
             call.key(format!("{}:group:{group}", self.prefix));
         }
         call.arg(app_interval.as_micros() as u64)
             .arg(group_interval.as_micros() as u64)
             .arg(IDLE_MS)
-            .arg(HORIZON.as_micros() as u64);
+            .arg(HORIZON.as_micros() as u64)
+            .arg(total_interval.map_or(0, |t| t.as_micros() as u64));
         let asked = Instant::now();
         let answer = call.invoke_async::<(i64, i64, i64)>(&mut conn);
         let answer = tokio::time::timeout(RESPONSE_TIMEOUT, answer).await;

@@ -1,9 +1,10 @@
 //! The Lua scripts the shared budget runs in Redis: each atomic and on Redis's own clock, so the
 //! replicas' clocks never matter, and each naming only keys under one hash tag (one Cluster slot).
 
-/// Reserves the next slot: KEYS[1] the fence, KEYS[2] the API lane, KEYS[3] (optional) the group
-/// lane; ARGV[1] and ARGV[2] the lanes' spacing in microseconds, ARGV[3] how long an idle key
-/// lives in milliseconds, ARGV[4] the horizon in microseconds. Returns `{0, slot, now}` for a
+/// Reserves the next slot: KEYS[1] the fence, KEYS[2] the API lane, KEYS[3] the app's total
+/// lane, KEYS[4] (optional) the group lane; ARGV[1] and ARGV[2] the API's and the group's
+/// spacing in microseconds, ARGV[3] how long an idle key lives in milliseconds, ARGV[4] the
+/// horizon in microseconds, ARGV[5] the total's spacing in microseconds (0: no total cap). Returns `{0, slot, now}` for a
 /// slot reserved at `slot` (microseconds on Redis's clock, which read `now`); or, having reserved
 /// nothing, `{1, later, now}` when the
 /// group's next slot is `later` microseconds off (so that a write waiting for its group never
@@ -13,14 +14,18 @@
 pub(super) const RESERVE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if #KEYS > 2 then
-  local group_at = tonumber(redis.call('GET', KEYS[3]) or '0')
+if #KEYS > 3 then
+  local group_at = tonumber(redis.call('GET', KEYS[4]) or '0')
   if group_at > now then
     return {1, group_at - now, now}
   end
 end
+local total = tonumber(ARGV[5])
 local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 slot = math.max(slot, tonumber(redis.call('GET', KEYS[2]) or '0'))
+if total > 0 then
+  slot = math.max(slot, tonumber(redis.call('GET', KEYS[3]) or '0'))
+end
 local horizon = tonumber(ARGV[4])
 if slot - now > horizon then
   return {2, slot - now - horizon, now}
@@ -28,9 +33,13 @@ end
 local idle = tonumber(ARGV[3])
 local app_next = slot + tonumber(ARGV[1])
 redis.call('SET', KEYS[2], string.format('%.0f', app_next), 'PX', math.floor((app_next - now) / 1000) + idle)
-if #KEYS > 2 then
+if total > 0 then
+  local total_next = slot + total
+  redis.call('SET', KEYS[3], string.format('%.0f', total_next), 'PX', math.floor((total_next - now) / 1000) + idle)
+end
+if #KEYS > 3 then
   local group_next = slot + tonumber(ARGV[2])
-  redis.call('SET', KEYS[3], string.format('%.0f', group_next), 'PX', math.floor((group_next - now) / 1000) + idle)
+  redis.call('SET', KEYS[4], string.format('%.0f', group_next), 'PX', math.floor((group_next - now) / 1000) + idle)
 end
 return {0, slot, now}
 ";

@@ -1,0 +1,115 @@
+//! Each API's own limit and the app's total, shared by replicas through a real Redis: the
+//! shared budget spaces a per-minute API by its own spacing, and every replica's calls together
+//! stay within the app-wide cap.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::redis::Redis;
+use support::{Client, Gateway, base_toml, emulator_apart, max_in_window};
+use timgate::emulator::EmulatorConfig;
+use tokio::time::Instant;
+
+const BATCH: &str = "openim/batchsendmsg";
+const CREATE: &str = "group_open_http_svc/create_group";
+const MODIFY: &str = "group_open_http_svc/modify_group_attr";
+
+/// Two replicas sharing the Redis on `port`, each with `extra` over the shared settings.
+async fn replicas(emulator: std::net::SocketAddr, port: u16, extra: &str) -> Vec<Gateway> {
+    let shared = format!(
+        "[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}\"\nfallback_share = 0.5\n{extra}"
+    );
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        gateways.push(Gateway::start(&[&base_toml(emulator, None), &shared]).await);
+    }
+    let started = Instant::now();
+    while !gateways
+        .iter()
+        .all(|g| g.metrics.limiter_backend_up.get() == 1)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "Redis never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gateways
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_space_batchsendmsg_by_its_minute_and_hold_the_apps_total_together() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let emulator = emulator_apart(EmulatorConfig::demo());
+    let extra = "max_wait_ms = 6000\napp_total_per_second = 40\n\
+                 [apis]\nallow = [\"openim/batchsendmsg\", \"group_open_http_svc/create_group\", \
+                 \"group_open_http_svc/modify_group_attr\"]\n";
+    let gateways = replicas(emulator.addr, redis.port, extra).await;
+    let client = Client::new();
+    let mut calls = Vec::new();
+    for (r, gateway) in gateways.iter().enumerate() {
+        for n in 0..10 {
+            let to: Vec<String> = (0..500).map(|i| format!("u{r}_{n}_{i}")).collect();
+            let body = json!({"To_Account": to, "MsgRandom": n, "MsgBody": []});
+            calls.push((gateway.url(BATCH), body));
+        }
+        for n in 0..40 {
+            let (api, body) = match n % 2 {
+                0 => (
+                    CREATE,
+                    json!({"Type": "Public", "Name": format!("g{r}_{n}")}),
+                ),
+                _ => (
+                    MODIFY,
+                    json!({"GroupId": format!("g{r}_{n}"), "GroupAttr": [{"key": "k", "value": "v"}]}),
+                ),
+            };
+            calls.push((gateway.url(api), body));
+        }
+    }
+    let handles: Vec<_> = calls
+        .into_iter()
+        .map(|(url, body)| {
+            let client = client.clone();
+            tokio::spawn(async move { client.post(&url, body.to_string()).await })
+        })
+        .collect();
+    for handle in handles {
+        let answer = handle.await.expect("caller");
+        // OK, or refused at once for a deadline the limits cannot meet.
+        assert!(
+            matches!((answer.status.as_u16(), answer.code()), (200, 0) | (429, _)),
+            "{:?}",
+            answer.json()
+        );
+    }
+    assert_eq!(emulator.state.limit_refusals(), 0);
+    let records = emulator.state.records();
+    let batches: Vec<Instant> = records
+        .iter()
+        .filter(|r| r.api == BATCH)
+        .map(|r| r.at)
+        .collect();
+    assert!(!batches.is_empty());
+    // One call every 2.5 s over both replicas: the shared lane is spaced by the API's minute.
+    for pair in batches.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(2400),
+            "{:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+    let all: Vec<Instant> = records.iter().map(|r| r.at).collect();
+    let busiest = max_in_window(all, Duration::from_secs(1));
+    assert!(
+        busiest <= 40,
+        "{busiest} calls in a second over both replicas"
+    );
+    for gateway in gateways {
+        gateway.shutdown().await;
+    }
+}
