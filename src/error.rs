@@ -69,6 +69,19 @@ pub enum Error {
         /// True when a queue was full, false when the deadline could not be met.
         full: bool,
     },
+    /// The API's calls for any 24 hours are spent (`known`), or cannot be counted now: the
+    /// shared budget that counts them across replicas is away, and a replica alone cannot know
+    /// what the others sent.
+    #[error("{}; retry after {retry_after:?}", match known {
+        true => "this API's calls for the day are spent",
+        false => "this API's daily calls are counted in Redis, which is away",
+    })]
+    DailyCap {
+        /// When a retry has a chance.
+        retry_after: Duration,
+        /// True when the day's calls are spent, false when they cannot be counted.
+        known: bool,
+    },
     /// The gateway is draining for shutdown.
     #[error("the gateway is shutting down")]
     ShuttingDown,
@@ -106,6 +119,8 @@ pub const REJECTION_REASONS: &[&str] = &[
     "value_too_long",
     "too_many_attrs",
     "values_too_large",
+    "invalid_recipients",
+    "too_many_recipients",
     "unauthorized",
     "api_not_allowed",
     "not_found",
@@ -118,6 +133,8 @@ pub const REJECTION_REASONS: &[&str] = &[
     "group_deadline",
     "app_queue_full",
     "app_deadline",
+    "daily_cap",
+    "daily_cap_unknown",
     "shutting_down",
     "overloaded",
     "config",
@@ -174,7 +191,9 @@ impl Error {
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyRead(_) | Error::BadHeader(_) => StatusCode::BAD_REQUEST,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::GroupBusy { .. } | Error::AppBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::GroupBusy { .. } | Error::AppBusy { .. } | Error::DailyCap { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::ShuttingDown | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -195,7 +214,7 @@ impl Error {
             Error::BodyRead(_) | Error::BadHeader(_) => BODY_READ,
             Error::BodyTimeout(_) => BODY_TIMEOUT,
             Error::GroupBusy { .. } => 10049, // as Tencent's own group write limit
-            Error::AppBusy { .. } => APP_BUSY,
+            Error::AppBusy { .. } | Error::DailyCap { .. } => APP_BUSY,
             Error::ShuttingDown => SHUTTING_DOWN,
             Error::Overloaded { .. } => OVERLOADED,
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => UPSTREAM_UNREACHABLE,
@@ -220,6 +239,8 @@ impl Error {
             Error::GroupBusy { full: false, .. } => "group_deadline",
             Error::AppBusy { full: true, .. } => "app_queue_full",
             Error::AppBusy { full: false, .. } => "app_deadline",
+            Error::DailyCap { known: true, .. } => "daily_cap",
+            Error::DailyCap { known: false, .. } => "daily_cap_unknown",
             Error::ShuttingDown => "shutting_down",
             Error::Overloaded { .. } => "overloaded",
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => "upstream_unreachable",
@@ -234,6 +255,7 @@ impl Error {
         match self {
             Error::GroupBusy { retry_after, .. }
             | Error::AppBusy { retry_after, .. }
+            | Error::DailyCap { retry_after, .. }
             | Error::Overloaded { retry_after } => Some(*retry_after),
             _ => None,
         }
@@ -248,7 +270,7 @@ mod tests {
     fn every_refusal_reason_is_listed_for_the_metrics() {
         let invalid =
             |body: &[u8], kind| crate::validate::validate(kind, body).expect_err("invalid");
-        use crate::tencent::catalogue::ApiKind::{GetGroupAttr, ModifyGroupAttr};
+        use crate::tencent::catalogue::ApiKind::{BatchSendMsg, GetGroupAttr, ModifyGroupAttr};
         let long = |n: usize| {
             format!(
                 r#"{{"GroupId":"g","GroupAttr":[{{"key":"k","value":"{}"}}]}}"#,
@@ -290,6 +312,8 @@ mod tests {
                 ModifyGroupAttr,
             )
             .into(),
+            invalid(br#"{"To_Account":"one"}"#, BatchSendMsg).into(),
+            invalid(br#"{"To_Account":[]}"#, BatchSendMsg).into(),
             Error::Unauthorized,
             Error::NotAllowed { api: String::new() },
             Error::NotFound {
@@ -317,6 +341,14 @@ mod tests {
             Error::AppBusy {
                 retry_after: Duration::ZERO,
                 full: false,
+            },
+            Error::DailyCap {
+                retry_after: Duration::ZERO,
+                known: true,
+            },
+            Error::DailyCap {
+                retry_after: Duration::ZERO,
+                known: false,
             },
             Error::ShuttingDown,
             Error::Overloaded {

@@ -319,3 +319,50 @@ async fn the_apps_total_over_every_api_holds_app_total_per_second() {
     assert!(busiest <= 40, "{busiest} calls in a second over both APIs");
     gateway.shutdown().await;
 }
+
+const PUSH: &str = "all_member_push/im_push";
+
+fn push(n: usize) -> String {
+    json!({"From_Account": "administrator", "MsgRandom": n,
+           "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "news"}}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_push_past_its_daily_cap_is_refused_at_once_and_never_sent() {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway = Gateway::start(&[
+        &base_toml(emulator.addr, None),
+        &allow(&[PUSH]),
+        "[limits.api_daily]\n\"all_member_push/im_push\" = 3\n",
+    ])
+    .await;
+    let client = Client::new();
+    let (mut ok, mut capped) = (0, 0);
+    for n in 0..5 {
+        let started = Instant::now();
+        let answer = client.post(&gateway.url(PUSH), push(n)).await;
+        match (answer.status.as_u16(), answer.reason()) {
+            (200, _) => ok += 1,
+            (429, Some("daily_cap")) => {
+                capped += 1;
+                assert!(started.elapsed() < Duration::from_millis(500), "at once");
+                let retry: u64 = answer.headers["retry-after"]
+                    .to_str()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or(0);
+                assert!(
+                    retry > 23 * 3600,
+                    "retry after {retry} s: when the first leaves the day"
+                );
+            }
+            other => panic!("{other:?}: {:?}", answer.json()),
+        }
+    }
+    assert_eq!((ok, capped), (3, 2));
+    assert_eq!(emulator.state.received(), 3, "the capped pushes never left");
+    // One a second: the three pushes that went were spaced by the API's own rate.
+    assert_spaced(&arrivals(&emulator, PUSH, 0), Duration::from_millis(990));
+    gateway.shutdown().await;
+}

@@ -113,3 +113,49 @@ async fn replicas_space_batchsendmsg_by_its_minute_and_hold_the_apps_total_toget
         gateway.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_a_daily_cap_and_refuse_it_while_redis_cannot_count() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let emulator = emulator_apart(EmulatorConfig::demo());
+    let extra = "[limits.api_daily]\n\"all_member_push/im_push\" = 3\n\
+                 [apis]\nallow = [\"all_member_push/im_push\"]\n";
+    let gateways = replicas(emulator.addr, redis.port, extra).await;
+    let client = Client::new();
+    let push = |n: usize| json!({"MsgRandom": n, "MsgBody": []}).to_string();
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        for gateway in &gateways {
+            let answer = client
+                .post(&gateway.url("all_member_push/im_push"), push(n))
+                .await;
+            answers.push((answer.status.as_u16(), answer.reason().map(str::to_string)));
+        }
+    }
+    let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+    let capped = answers
+        .iter()
+        .filter(|(status, reason)| *status == 429 && reason.as_deref() == Some("daily_cap"))
+        .count();
+    assert_eq!((ok, capped), (3, 3), "{answers:?}");
+    assert_eq!(
+        emulator.state.received(),
+        3,
+        "three in all, whichever replica took them"
+    );
+    // Redis away: what the other replica took cannot be known, so nothing is sent.
+    redis.stop();
+    let answer = client
+        .post(&gateways[0].url("all_member_push/im_push"), push(9))
+        .await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.reason()),
+        (429, Some("daily_cap_unknown"))
+    );
+    assert_eq!(emulator.state.received(), 3);
+    for gateway in gateways {
+        gateway.shutdown().await;
+    }
+}

@@ -143,7 +143,7 @@ impl RawConfig {
             );
         }
         let allow = check_allow(&self.apis.allow, &mut p);
-        super::limits::check_api_limits(&self.limits.api, &allow, &mut p);
+        super::limits::check_api_limits(&self.limits, &allow, &mut p);
         let format = match self.log.format.as_str() {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,

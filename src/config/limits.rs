@@ -2,7 +2,6 @@
 //! queue bounds. A Redis URL is checked for its scheme before the redis crate parses it, so that
 //! a URL meant for something else is named as such, and it is only ever shown redacted.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::check::Problems;
@@ -62,6 +61,7 @@ pub(super) fn check(l: &RawLimits, p: &mut Problems) -> LimitsConfig {
         max_wait: Duration::from_millis(p.positive("limits.max_wait_ms", l.max_wait_ms)),
         coalesce: l.coalesce,
         api: l.api.clone(),
+        api_daily: l.api_daily.clone(),
         app_total_per_second: l.app_total_per_second,
     }
 }
@@ -69,7 +69,8 @@ pub(super) fn check(l: &RawLimits, p: &mut Problems) -> LimitsConfig {
 /// Checks `[limits.api]` against the allow-list: every allowed API has a limit (the catalogue's
 /// or its own), and each limit given is positive and names an allowed API (a name that matches
 /// none would otherwise be a typo that silently changes nothing).
-pub(super) fn check_api_limits(limits: &BTreeMap<String, u32>, allow: &[String], p: &mut Problems) {
+pub(super) fn check_api_limits(l: &RawLimits, allow: &[String], p: &mut Problems) {
+    let limits = &l.api;
     for name in allow {
         if apis::find(name).is_none() && !limits.contains_key(name) {
             p.add(
@@ -81,12 +82,14 @@ pub(super) fn check_api_limits(limits: &BTreeMap<String, u32>, allow: &[String],
             );
         }
     }
-    for (name, &count) in limits {
-        if count == 0 {
-            p.add("limits.api", format!("{name:?} must be a positive count"));
-        }
-        if !allow.contains(name) {
-            p.add("limits.api", format!("{name:?} is not in apis.allow"));
+    for (key, table) in [("limits.api", limits), ("limits.api_daily", &l.api_daily)] {
+        for (name, &count) in table {
+            if count == 0 {
+                p.add(key, format!("{name:?} must be a positive count"));
+            }
+            if !allow.contains(name) {
+                p.add(key, format!("{name:?} is not in apis.allow"));
+            }
         }
     }
 }

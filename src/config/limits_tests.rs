@@ -176,3 +176,32 @@ fn a_limit_in_limits_api_keeps_the_catalogues_unit_and_must_name_an_allowed_api(
         assert!(found.iter().any(|p| p.contains(key)), "{found:?}");
     }
 }
+
+#[test]
+fn a_daily_cap_comes_from_the_catalogue_or_limits_api_daily() {
+    let allow = "[apis]\nallow = [\"all_member_push/im_push\", \"openim/sendmsg\"]\n";
+    let given = limits(allow).expect("valid");
+    let push = given
+        .limit_of("all_member_push/im_push")
+        .expect("catalogued");
+    assert_eq!(
+        (push.count, push.daily),
+        (1, Some(10)),
+        "the free edition's 10 a day"
+    );
+    let sendmsg = given.limit_of("openim/sendmsg").expect("catalogued");
+    assert_eq!(sendmsg.daily, None);
+    let raised = format!("{allow}[limits.api_daily]\n\"all_member_push/im_push\" = 100\n");
+    let push = limits(&raised)
+        .expect("valid")
+        .limit_of("all_member_push/im_push");
+    assert_eq!(push.expect("catalogued").daily, Some(100));
+    let wrong = format!("{allow}[limits.api_daily]\n\"openim/importmsg\" = 5\n");
+    let found = problems(&wrong);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("limits.api_daily") && p.contains("not in apis.allow")),
+        "{found:?}"
+    );
+}

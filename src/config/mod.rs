@@ -200,6 +200,9 @@ pub struct LimitsConfig {
     /// `[limits.api]`: limits that replace the catalogue's (raised in the console) or give an
     /// API the catalogue does not list its own, by `service/command`. Reloadable.
     pub api: std::collections::BTreeMap<String, u32>,
+    /// `[limits.api_daily]`: daily caps replacing the catalogue's (a push edition's 100 a day)
+    /// or given to an API that has none, by `service/command`. Reloadable.
+    pub api_daily: std::collections::BTreeMap<String, u32>,
 }
 
 impl LimitsConfig {
@@ -212,11 +215,13 @@ impl LimitsConfig {
             Rate::Standard => Limit::calls_per_second(self.app_per_second),
             Rate::Own(limit) => limit,
         });
-        match (self.api.get(api), documented) {
+        let limit = match (self.api.get(api), documented) {
             (Some(&count), Some(limit)) => Some(limit.with_count(count)),
             (Some(&count), None) => Some(Limit::calls_per_second(count)),
             (None, documented) => documented,
-        }
+        }?;
+        let daily = self.api_daily.get(api).copied().or(limit.daily);
+        Some(Limit { daily, ..limit })
     }
 }
 

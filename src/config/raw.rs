@@ -139,6 +139,9 @@ pub struct RawLimits {
     /// a second for an API the catalogue does not list).
     #[serde(default)]
     pub api: std::collections::BTreeMap<String, u32>,
+    /// Daily caps: `service/command` = calls allowed in any 24 hours.
+    #[serde(default)]
+    pub api_daily: std::collections::BTreeMap<String, u32>,
 }
 
 /// `limits.fallback_share` as written: a number (TOML, or a variable the config crate parsed), or

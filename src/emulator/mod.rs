@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::clock::unix_now;
 use crate::server::json_response;
 use crate::server::{self, Abort, Body};
-use crate::tencent::apis::{Rate, Unit};
+use crate::tencent::apis::{Limit, Rate, Unit};
 use crate::tencent::usersig;
 pub use state::{Fault, Record, State};
 
@@ -305,8 +305,18 @@ impl Service {
             _ => (SECOND, self.config.app_per_second, 1),
         };
         let window = inner.api_windows.entry(call.api.clone()).or_default();
-        let allowed = window.arrive_many(now, span, limit, count);
+        let mut allowed = window.arrive_many(now, span, limit, count);
         let in_window = window.len();
+        if let Some(Rate::Own(Limit {
+            daily: Some(cap), ..
+        })) = crate::tencent::apis::find(&call.api).map(|a| a.rate)
+        {
+            let day = inner
+                .api_windows
+                .entry(format!("day:{}", call.api))
+                .or_default();
+            allowed &= day.arrive(now, Duration::from_secs(24 * 60 * 60), cap);
+        }
         inner
             .api_tally
             .entry(call.api.clone())

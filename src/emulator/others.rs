@@ -1,6 +1,6 @@
 //! The emulated APIs beyond group attributes and group management: one-to-one and batch
-//! messages, group messages with their 40-a-second limit per group (10023), and account import,
-//! enough for the catalogue's limits to be tested end to end.
+//! messages, group messages with their 40-a-second limit per group (10023), account import, and
+//! push with its attributes and tags, enough for the catalogue's limits to be tested end to end.
 
 use std::time::Duration;
 
@@ -17,6 +17,11 @@ pub(super) const OTHERS: &[&str] = &[
     "openim/batchsendmsg",
     "group_open_http_svc/send_group_msg",
     "im_open_login_svc/account_import",
+    "all_member_push/im_push",
+    "all_member_push/im_set_attr",
+    "all_member_push/im_get_attr",
+    "all_member_push/im_add_tag",
+    "all_member_push/im_get_tag",
 ];
 
 fn fail<T>(code: i64, info: impl Into<String>) -> Result<T, (i64, String)> {
@@ -61,6 +66,15 @@ pub(super) fn other(
             account(body, "UserID").or_else(|_| account(body, "Identifier"))?;
             Ok(Map::new())
         }
+        "all_member_push/im_push" => {
+            let mut out = sent(state);
+            out.insert(
+                "TaskId".into(),
+                format!("emu_push_{}", state.next_group).into(),
+            );
+            Ok(out)
+        }
+        _ if api.starts_with("all_member_push/") => Ok(Map::new()),
         _ => fail(60009, "unknown API"),
     }
 }

@@ -221,11 +221,20 @@ impl Inner {
     }
 
     /// Forgets windows that have been idle for `span` (an API's for a minute, the longest any
-    /// API's limit counts over), so that a long run does not grow them.
+    /// API's rate counts over; a daily cap's, `day:<api>`, for a day), so that a long run does
+    /// not grow them.
     pub fn prune(&mut self, now: Instant, span: Duration) {
         self.group_windows.retain(|_, w| !w.is_idle(now, span));
         let api_span = span.max(Duration::from_secs(60));
-        self.api_windows.retain(|_, w| !w.is_idle(now, api_span));
+        let day = Duration::from_secs(24 * 60 * 60);
+        self.api_windows.retain(|key, w| {
+            let span = if key.starts_with("day:") {
+                day
+            } else {
+                api_span
+            };
+            !w.is_idle(now, span)
+        });
     }
 
     /// Counts a call's code, and stores its record while fewer than `max_records` are held.

@@ -20,6 +20,8 @@ pub(super) struct Route {
     /// Whether it may be sent again after an attempt that may have arrived (the catalogue's
     /// `idempotent`; false for an API the catalogue does not list).
     pub(super) idempotent: bool,
+    /// Its calls allowed in any 24 hours, for a daily-capped API (`pace::daily`).
+    pub(super) daily: Option<u32>,
 }
 
 /// One snapshot of the reloadable settings.
@@ -31,6 +33,9 @@ pub(super) struct Live {
     pub(super) max_body_bytes: usize,
     /// How long a body may take to arrive (`server.body_read_timeout_ms`).
     pub(super) body_read_timeout: Duration,
+    /// The longest a call taken now may take to reach Tencent: its wait and one attempt (a
+    /// daily cap counts over a day and this).
+    pub(super) daily_margin: Duration,
     pub(super) max_wait: Duration,
     /// Merge queued modify writes of a group (`limits.coalesce`).
     pub(super) coalesce: bool,
@@ -51,6 +56,7 @@ impl Live {
                         name: Arc::from(name.as_str()),
                         kind: ApiKind::of(name),
                         idempotent: apis::is_idempotent(name),
+                        daily: config.limits.limit_of(name).and_then(|limit| limit.daily),
                     },
                 )
             })
@@ -61,6 +67,7 @@ impl Live {
             max_body_bytes: config.server.max_body_bytes,
             body_read_timeout: config.server.body_read_timeout,
             max_wait: config.limits.max_wait,
+            daily_margin: config.limits.max_wait + config.upstream.request_timeout,
             coalesce: config.limits.coalesce,
             batch_cap: config.limits.max_queue_per_group,
         }

@@ -201,6 +201,14 @@ impl Gateway {
                     Ok(checked) => checked,
                     Err(e) => break 'processed Err(fail(e)),
                 };
+                if let Some(cap) = route.daily {
+                    // Boxed: only a daily-capped API's request holds this wait's state.
+                    let taking =
+                        Box::pin(self.pacer.take_daily(&route.name, cap, live.daily_margin));
+                    if let Err(e) = taking.await {
+                        break 'processed Err(fail(e));
+                    }
+                }
                 let admission = match self.place(&live, &route, &mut checked, &request_id) {
                     Place::Batch(write) => {
                         // Boxed, as the send below: a queued request's future holds only what

@@ -66,6 +66,8 @@ pub(crate) struct Lanes {
     /// The settings at the full limits: what a shared (Redis) budget spaces and caps by. The
     /// same as `settings` for the local backend; `settings` holds the fallback share otherwise.
     pub full: LaneSettings,
+    /// When each daily-capped API's calls of the last day were taken (local budget only).
+    pub(super) daily: HashMap<Arc<str>, VecDeque<Instant>>,
     /// The limits each API lane is paced by, and the share of them the local lanes keep; none
     /// for lanes made from settings alone (tests, benchmarks): each API then has `settings`'s.
     limits: Option<(Arc<LimitsConfig>, f64)>,
@@ -160,6 +162,7 @@ impl Lanes {
         Lanes {
             apps,
             total: None,
+            daily: HashMap::new(),
             groups: HashMap::default(),
             idle: IdleQueue::default(),
             queued: 0,

@@ -13,6 +13,7 @@ pub(crate) mod batch;
 mod bound;
 mod budget;
 mod claim;
+mod daily;
 mod follow;
 mod idle;
 mod lane;

@@ -41,7 +41,7 @@ pub enum Unit {
     },
 }
 
-/// An API's limit: `count` units per period.
+/// An API's limit: `count` units per period, and for some a cap on the calls of a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     /// Units allowed in any period.
@@ -50,6 +50,8 @@ pub struct Limit {
     pub per: Per,
     /// What is counted.
     pub unit: Unit,
+    /// Calls allowed in any 24 hours, beside the rate (push to all users or by tag).
+    pub daily: Option<u32>,
 }
 
 impl Limit {
@@ -59,6 +61,7 @@ impl Limit {
             count,
             per: Per::Second,
             unit: Unit::Calls,
+            daily: None,
         }
     }
 
@@ -107,7 +110,15 @@ pub const GROUP_MESSAGES_PER_SECOND: u32 = 40;
 /// The most accounts one `batchsendmsg` may name (trtc.io 34920).
 pub const MOST_RECIPIENTS: u32 = 500;
 
+/// Pushes to all users or by tag allowed a day on the free and trial editions (§8.3): the lower
+/// of the two documented caps, since which edition an app has is not in its configuration.
+pub const DAILY_PUSHES: u32 = 10;
+
 const STD: Rate = Rate::Standard;
+/// The push service's attribute and tag APIs (§8.3).
+const PUSH_ATTRS: Rate = Rate::Own(Limit::calls_per_second(100));
+/// Their source: the notice, and the push API pages (CN 269/45935-45943).
+const PUSH: &str = "CN 269/93324, 269/45935-45943; tencent-im-api.md §8.3";
 /// CN 269/93324, "API call frequency charging notice" (2025-07-08), with §8.3's reading.
 const NOTICE: &str = "CN 269/93324; tencent-im-api.md §8.3";
 
@@ -138,7 +149,7 @@ pub const APIS: &[Api] = &[
     // 12,000 messages a minute, each recipient counted, at most 500 per call (since 2023-08-01).
     Api {
         name: "openim/batchsendmsg",
-        rate: Rate::Own(Limit { count: 12_000, per: Per::Minute, unit: Unit::Recipients { most: MOST_RECIPIENTS } }),
+        rate: Rate::Own(Limit { count: 12_000, per: Per::Minute, unit: Unit::Recipients { most: MOST_RECIPIENTS }, daily: None }),
         idempotent: false,
         source: "CN 269/93324; trtc.io 34920; tencent-im-api.md §8.3",
     },
@@ -149,6 +160,24 @@ pub const APIS: &[Api] = &[
     Api { name: "openim/query_online_status", rate: STD, idempotent: true, source: NOTICE },
     Api { name: "sns/black_list_get", rate: STD, idempotent: true, source: NOTICE },
     Api { name: "openim/get_c2c_unread_msg_num", rate: STD, idempotent: true, source: NOTICE },
+    // Push to all users or by tag: 1 a second, and 10 a day on the free and trial editions (100 on
+    // standard and advanced: raise it in [limits.api_daily]). A re-send is a second push.
+    Api {
+        name: "all_member_push/im_push",
+        rate: Rate::Own(Limit { count: 1, per: Per::Second, unit: Unit::Calls, daily: Some(DAILY_PUSHES) }),
+        idempotent: false,
+        source: "CN 269/93324, 269/45934; tencent-im-api.md §8.3",
+    },
+    // The push service's app attribute names and user attributes and tags: 100 a second.
+    Api { name: "all_member_push/im_set_attr_name", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_get_attr_name", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_set_attr", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_get_attr", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_remove_attr", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_add_tag", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_get_tag", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_remove_tag", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
+    Api { name: "all_member_push/im_remove_all_tags", rate: PUSH_ATTRS, idempotent: true, source: PUSH },
 ];
 
 /// The catalogue's row for `name`.

@@ -5,6 +5,8 @@
 //! answers again; each return starts a new epoch, and grants of an earlier one are void.
 
 mod clock;
+mod daily;
+pub use daily::Daily;
 mod probe;
 mod scripts;
 
@@ -74,6 +76,7 @@ pub struct Shared {
     /// This replica's name in the announcements.
     id: String,
     reserve: redis::Script,
+    daily: redis::Script,
     fence: redis::Script,
     announce: redis::Script,
     /// One send window (1 s + guard) in microseconds: how long the fence holds shared slots back.
@@ -138,6 +141,7 @@ impl Shared {
             prefix: format!("{prefix}:{{{sdkappid}}}"),
             id: format!("{:016x}", rand::random::<u64>()),
             reserve: redis::Script::new(scripts::RESERVE),
+            daily: redis::Script::new(scripts::DAILY),
             fence: redis::Script::new(scripts::FENCE),
             announce: redis::Script::new(scripts::ANNOUNCE),
             window: AtomicU64::new(window.as_micros() as u64),

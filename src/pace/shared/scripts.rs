@@ -44,6 +44,24 @@ end
 return {0, slot, now}
 ";
 
+/// Takes one of an API's daily calls: KEYS[1] a sorted set of the calls taken, scored by when
+/// (microseconds on Redis's clock), ARGV[1] the cap, ARGV[2] the window in microseconds, ARGV[3]
+/// a name unique to this call. Returns `{0, 0}` when taken, or `{1, later}` when the window holds
+/// the cap already, `later` microseconds until the oldest leaves it.
+pub(super) const DAILY: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {1, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
+return {0, 0}
+";
+
 /// Raises the fence (KEYS[1]) to ARGV[1] microseconds from now. A replica coming back from its
 /// local share raises it by one window before it reserves again, so that no shared slot shares a
 /// window with the local sends that replica made; the others come back within one probe of it
