@@ -14,6 +14,13 @@ use tokio::time::Instant;
 const BATCH: &str = "openim/batchsendmsg";
 const CREATE: &str = "group_open_http_svc/create_group";
 
+/// The demo emulator and a gateway in front of it allowing `apis`, with `extra` TOML.
+async fn start(apis: &[&str], extra: &str) -> (Emulator, Gateway) {
+    let emulator = emulator(EmulatorConfig::demo(), None).await;
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, None), &allow(apis), extra]).await;
+    (emulator, gateway)
+}
+
 fn allow(apis: &[&str]) -> String {
     let names: Vec<String> = apis.iter().map(|a| format!("\"{a}\"")).collect();
     format!("[apis]\nallow = [{}]\n", names.join(", "))
@@ -66,13 +73,7 @@ fn busiest_minute(emulator: &Emulator) -> (usize, u64) {
 
 #[tokio::test]
 async fn forty_batchsendmsg_calls_of_500_never_pass_12000_recipients_a_minute() {
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
-    let gateway = Gateway::start(&[
-        &base_toml(emulator.addr, None),
-        &allow(&[BATCH]),
-        "[limits]\nmax_wait_ms = 6000\n",
-    ])
-    .await;
+    let (emulator, gateway) = start(&[BATCH], "[limits]\nmax_wait_ms = 6000\n").await;
     let client = Client::new();
     let started = Instant::now();
     let calls = (0..40).map(|n| {
@@ -193,9 +194,7 @@ fn arrivals(emulator: &Emulator, api: &str, code: i64) -> Vec<Instant> {
 
 #[tokio::test]
 async fn a_groups_messages_leave_at_40_a_second_in_their_own_lane_beside_its_writes() {
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
-    let gateway =
-        Gateway::start(&[&base_toml(emulator.addr, None), &allow(&[MESSAGE, MODIFY])]).await;
+    let (emulator, gateway) = start(&[MESSAGE, MODIFY], "").await;
     let client = Client::new();
     let calls: Vec<_> = (0..60)
         .map(|n| {
@@ -235,8 +234,7 @@ async fn a_groups_messages_leave_at_40_a_second_in_their_own_lane_beside_its_wri
 
 #[tokio::test]
 async fn a_10023_slows_the_groups_message_lane_and_the_message_is_sent_again() {
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
-    let gateway = Gateway::start(&[&base_toml(emulator.addr, None), &allow(&[MESSAGE])]).await;
+    let (emulator, gateway) = start(&[MESSAGE], "").await;
     emulator
         .state
         .inject("room", timgate::emulator::Fault::Code(10023), 1);
@@ -265,12 +263,7 @@ async fn a_10023_slows_the_groups_message_lane_and_the_message_is_sent_again() {
 #[tokio::test]
 async fn a_community_group_refuses_clear_with_10007_and_an_unknown_type_is_refused() {
     const CLEAR: &str = "group_open_http_svc/clear_group_attr";
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
-    let gateway = Gateway::start(&[
-        &base_toml(emulator.addr, None),
-        &allow(&[CREATE, MODIFY, CLEAR]),
-    ])
-    .await;
+    let (emulator, gateway) = start(&[CREATE, MODIFY, CLEAR], "").await;
     let client = Client::new();
     for (kind, group) in [
         ("Community", "@TGS#_community"),
@@ -302,13 +295,8 @@ async fn a_community_group_refuses_clear_with_10007_and_an_unknown_type_is_refus
 
 #[tokio::test]
 async fn the_apps_total_over_every_api_holds_app_total_per_second() {
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
-    let gateway = Gateway::start(&[
-        &base_toml(emulator.addr, None),
-        &allow(&[CREATE, MODIFY]),
-        "[limits]\napp_total_per_second = 40\n",
-    ])
-    .await;
+    let (emulator, gateway) =
+        start(&[CREATE, MODIFY], "[limits]\napp_total_per_second = 40\n").await;
     let client = Client::new();
     // 50 group creations and 50 writes to 50 groups: each API alone is well within 200 a second.
     let calls: Vec<_> = (0..100)
@@ -340,12 +328,10 @@ fn push(n: usize) -> String {
 
 #[tokio::test]
 async fn a_push_past_its_daily_cap_is_refused_at_once_and_never_sent() {
-    let emulator = emulator(EmulatorConfig::demo(), None).await;
-    let gateway = Gateway::start(&[
-        &base_toml(emulator.addr, None),
-        &allow(&[PUSH]),
+    let (emulator, gateway) = start(
+        &[PUSH],
         "[limits.api_daily]\n\"all_member_push/im_push\" = 3\n",
-    ])
+    )
     .await;
     let client = Client::new();
     let (mut ok, mut capped) = (0, 0);

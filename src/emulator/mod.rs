@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::clock::unix_now;
 use crate::server::json_response;
 use crate::server::{self, Abort, Body};
-use crate::tencent::apis::{Limit, Rate, Unit};
+use crate::tencent::apis::{Rate, Unit};
 use crate::tencent::usersig;
 pub use state::{Fault, Record, State};
 
@@ -294,8 +294,12 @@ impl Service {
         let body = serde_json::from_slice::<Value>(&call.body);
         // Tencent's limit for the API, from the catalogue: a recipient-counted one counts each
         // account the call names.
-        let (span, limit, count) = match crate::tencent::apis::find(&call.api).map(|a| a.rate) {
-            Some(Rate::Own(limit)) => {
+        let own = match crate::tencent::apis::find(&call.api).map(|a| a.rate) {
+            Some(Rate::Own(limit)) => Some(limit),
+            _ => None,
+        };
+        let (span, limit, count) = match own {
+            Some(limit) => {
                 let count = match (limit.unit, &body) {
                     (Unit::Recipients { .. }, Ok(body)) => others::recipients(body),
                     _ => 1,
@@ -307,10 +311,7 @@ impl Service {
         let window = inner.api_windows.entry(call.api.clone()).or_default();
         let mut allowed = window.arrive_many(now, span, limit, count);
         let in_window = window.len();
-        if let Some(Rate::Own(Limit {
-            daily: Some(cap), ..
-        })) = crate::tencent::apis::find(&call.api).map(|a| a.rate)
-        {
+        if let Some(cap) = own.and_then(|limit| limit.daily) {
             let day = inner
                 .api_windows
                 .entry(format!("day:{}", call.api))

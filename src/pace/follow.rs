@@ -262,8 +262,13 @@ impl Pacer {
                 Ok(head) => Some(head),
                 Err(stop) => return Some(Err(stop.into_error(false))),
             };
-            let window = self.lanes().paces(api).full.window;
-            if let Some(until) = shared.held_until(window) {
+            // Read each time, under one lock: a reload may have changed the limits.
+            let (full, pace, total) = {
+                let lanes = self.lanes();
+                let total = lanes.total.as_ref().map(|t| t.paces.full.interval);
+                (lanes.full, lanes.paces(api).full, total)
+            };
+            if let Some(until) = shared.held_until(pace.window) {
                 // A stall's fence: ask once it has passed.
                 if self.past(deadline, until) {
                     let busy = Error::AppBusy {
@@ -281,12 +286,6 @@ impl Pacer {
                 continue;
             }
             let epoch = shared.mode().epoch;
-            // Read each time: a reload may have changed the limits.
-            let (full, pace, total) = {
-                let lanes = self.lanes();
-                let total = lanes.total.as_ref().map(|t| t.paces.full.interval);
-                (lanes.full, lanes.paces(api).full, total)
-            };
             let group_interval = group.map_or(full.group_interval, |g| full.group(g).0);
             let reserved = shared
                 .reserve(
@@ -304,7 +303,9 @@ impl Pacer {
                     tracing::debug!(api = &**api, "Shared slot placed too loosely to use.");
                     continue;
                 }
-                Reserved::At(slot) if shared.held_until(window).is_some_and(|u| slot.at < u) => {
+                Reserved::At(slot)
+                    if shared.held_until(pace.window).is_some_and(|u| slot.at < u) =>
+                {
                     // A stall began while it was asked for: the slot lies inside its fence.
                     continue;
                 }

@@ -84,7 +84,7 @@ pub struct Shared {
     /// The lanes of APIs whose limit counts over a longer window than that (a minute) that this
     /// replica's own calls still hold, each with how long from now: the fence raises each one's
     /// lane key by that much too. Asked of the pacer when a fence goes up.
-    long: Mutex<Option<LongFences>>,
+    long: std::sync::OnceLock<LongFences>,
     conn: Mutex<Option<ConnectionManager>>,
     mode: watch::Sender<Mode>,
     /// Replicas alive at the last announcement (this one included); 0 before the first.
@@ -145,7 +145,7 @@ impl Shared {
             fence: redis::Script::new(scripts::FENCE),
             announce: redis::Script::new(scripts::ANNOUNCE),
             window: AtomicU64::new(window.as_micros() as u64),
-            long: Mutex::new(None),
+            long: std::sync::OnceLock::new(),
             conn: Mutex::new(None),
             mode: watch::channel(mode).0,
             replicas: AtomicUsize::new(0),
@@ -168,15 +168,15 @@ impl Shared {
             .store(window.as_micros() as u64, Ordering::SeqCst);
     }
 
-    /// Where the fence finds the long-window lanes this replica's calls still hold.
+    /// Where the fence finds the long-window lanes this replica's calls still hold (set once, by
+    /// the pacer that owns this budget).
     pub fn set_long_fences(&self, fences: LongFences) {
-        *self.long.lock().unwrap_or_else(|p| p.into_inner()) = Some(fences);
+        let _ = self.long.set(fences);
     }
 
     /// The long-window lanes to fence now, and for how long.
     pub(super) fn long_windows(&self) -> Vec<(Arc<str>, Duration)> {
-        let fences = self.long.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        fences.map(|fences| fences()).unwrap_or_default()
+        self.long.get().map(|fences| fences()).unwrap_or_default()
     }
 
     /// Until when a stall holds this replica's shared slots of an API whose window is `window`
