@@ -62,7 +62,7 @@ pub enum Error {
     },
     /// The API's queue (or all queues together) is full, or the request could not leave before
     /// its deadline.
-    #[error("{} for this API's limit (its calls a second, or a minute); retry after {retry_after:?}", busy_text(*full))]
+    #[error("{} for this API's limit (its calls a second, or its calls or recipients a minute); retry after {retry_after:?}", busy_text(*full))]
     AppBusy {
         /// When a retry has a chance.
         retry_after: Duration,

@@ -72,6 +72,8 @@ pub struct Validated {
     pub group_id: Option<String>,
     /// The attributes written, for modify and set, in payload order (coalescing reads them).
     pub attrs: Vec<(String, String)>,
+    /// What the call counts against its API's limit: its recipients for `batchsendmsg`, else 1.
+    pub units: u32,
 }
 
 /// Checks `body` against the rules of API `kind`.
@@ -109,13 +111,15 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
             return Ok(Validated {
                 group_id: None,
                 attrs: Vec::new(),
+                units: 1,
             });
         }
         ApiKind::BatchSendMsg => {
-            check_recipients(&object)?;
+            let units = check_recipients(&object)?;
             return Ok(Validated {
                 group_id: None,
                 attrs: Vec::new(),
+                units,
             });
         }
         _ => check_group_id(&object)?,
@@ -132,12 +136,14 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
     Ok(Validated {
         group_id: Some(group_id),
         attrs,
+        units: 1,
     })
 }
 
-/// `batchsendmsg`'s `To_Account`: 1 to [`MOST_RECIPIENTS`] UserIDs. The pacer counts every
-/// call as that many recipients, so a call naming more would pass its limit unseen.
-fn check_recipients(object: &Map<String, Value>) -> Result<(), Invalid> {
+/// `batchsendmsg`'s `To_Account`: 1 to [`MOST_RECIPIENTS`] UserIDs; returns how many. The pacer
+/// counts each call as that many recipients, and a call naming more than Tencent takes would
+/// fail after spending its turn.
+fn check_recipients(object: &Map<String, Value>) -> Result<u32, Invalid> {
     let Some(Value::Array(to)) = object.get("To_Account") else {
         return Err(Invalid::new(
             60015,
@@ -165,7 +171,7 @@ fn check_recipients(object: &Map<String, Value>) -> Result<(), Invalid> {
             ),
         ));
     }
-    Ok(())
+    Ok(to.len() as u32)
 }
 
 /// Whether the API reads `GroupAttr`, so that its entries' keys must each appear once.

@@ -95,7 +95,7 @@ async fn replicas_space_batchsendmsg_by_its_minute_and_hold_the_apps_total_toget
         .map(|r| r.at)
         .collect();
     assert!(!batches.is_empty());
-    // One call every 2.5 s over both replicas: the shared lane is spaced by the API's minute.
+    // One call of 500 every 2.6 s over both replicas: the shared lane is spaced by the minute.
     for pair in batches.windows(2) {
         assert!(
             pair[1] - pair[0] >= Duration::from_millis(2400),
@@ -155,6 +155,60 @@ async fn replicas_share_a_daily_cap_and_refuse_it_while_redis_cannot_count() {
         (429, Some("daily_cap_unknown"))
     );
     assert_eq!(emulator.state.received(), 3);
+    for gateway in gateways {
+        gateway.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_space_batchsendmsg_calls_by_the_recipients_each_carries() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let emulator = emulator_apart(EmulatorConfig::demo());
+    let extra = "max_wait_ms = 20000\n[apis]\nallow = [\"openim/batchsendmsg\"]\n";
+    let gateways = replicas(emulator.addr, redis.port, extra).await;
+    let client = Client::new();
+    // 20 calls of 25 accounts from each replica: 1,000 recipients, each call 25 recipients'
+    // spacing (about 130 ms) after the one before over both replicas, all within about 5 s
+    // (at one call per 2.5 s, 8 of the 40 would fit the 20 s deadline).
+    let handles: Vec<_> = gateways
+        .iter()
+        .enumerate()
+        .flat_map(|(r, gateway)| (0..20).map(move |n| (r, n, gateway.url(BATCH))))
+        .map(|(r, n, url)| {
+            let to: Vec<String> = (0..25).map(|i| format!("u{r}_{n}_{i}")).collect();
+            let body = json!({"To_Account": to, "MsgRandom": n, "MsgBody": []}).to_string();
+            let client = client.clone();
+            tokio::spawn(async move { client.post(&url, body).await })
+        })
+        .collect();
+    for handle in handles {
+        let answer = handle.await.expect("caller");
+        let got = (answer.status.as_u16(), answer.code());
+        assert_eq!(got, (200, 0), "{:?}", answer.json());
+    }
+    assert_eq!(emulator.state.limit_refusals(), 0);
+    let mut batches: Vec<Instant> = emulator
+        .state
+        .records()
+        .iter()
+        .filter(|r| r.api == BATCH)
+        .map(|r| r.at)
+        .collect();
+    batches.sort();
+    assert_eq!(batches.len(), 40);
+    // 25 of the 11,501 units a minute and guard are spaced apart (130.5 ms); the emulator stamps
+    // a call when its task runs, so the mean over the run is what is asserted.
+    let mean = (batches[39] - batches[0]) / 39;
+    assert!(
+        mean >= Duration::from_millis(125),
+        "{mean:?} apart on average"
+    );
+    assert!(
+        mean < Duration::from_millis(500),
+        "{mean:?} apart: paced as 500 a call"
+    );
     for gateway in gateways {
         gateway.shutdown().await;
     }

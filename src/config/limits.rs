@@ -87,6 +87,19 @@ pub(super) fn check_api_limits(l: &RawLimits, allow: &[String], p: &mut Problems
             if count == 0 {
                 p.add(key, format!("{name:?} must be a positive count"));
             }
+            // A call may carry the most recipients: a limit below that could never be kept.
+            let most = apis::find(name).and_then(|api| match api.rate {
+                apis::Rate::Own(limit) => Some(limit.most()),
+                apis::Rate::Standard => None,
+            });
+            if let Some(most) = most.filter(|&most| key == "limits.api" && count < most) {
+                p.add(
+                    key,
+                    format!(
+                        "{name:?} counts recipients, up to {most} a call: give at least {most}"
+                    ),
+                );
+            }
             if !allow.contains(name) {
                 p.add(key, format!("{name:?} is not in apis.allow"));
             }

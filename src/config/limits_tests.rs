@@ -171,6 +171,10 @@ fn a_limit_in_limits_api_keeps_the_catalogues_unit_and_must_name_an_allowed_api(
             "not in apis.allow",
         ),
         ("[limits.api]\n\"openim/batchsendmsg\" = 0\n", "positive"),
+        (
+            "[limits.api]\n\"openim/batchsendmsg\" = 400\n",
+            "up to 500 a call: give at least 500",
+        ),
     ] {
         let found = problems(&format!("{allow}{toml}"));
         assert!(found.iter().any(|p| p.contains(key)), "{found:?}");

@@ -1,9 +1,11 @@
 //! The Tencent emulator used by `--demo`, `timgate emulate` and the tests: a real HTTP(S) server
 //! that checks signatures, payloads and rate limits as Tencent does for the group-attribute
-//! family (plus create_group and destroy_group), and records everything it received.
+//! family and the catalogue's other APIs it serves, and records everything it received.
 
 pub mod apis;
+mod limit;
 mod others;
+mod signature;
 pub mod state;
 pub mod window;
 
@@ -23,11 +25,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::clock::unix_now;
 use crate::server::json_response;
 use crate::server::{self, Abort, Body};
-use crate::tencent::apis::{Rate, Unit};
-use crate::tencent::usersig;
 pub use state::{Fault, Record, State};
 
 /// The demo app's SDKAppID (the one Tencent's own UserSig tests use).
@@ -168,7 +167,7 @@ impl Service {
                 r#"{"error":"not a /v4/ path"}"#,
             ));
         };
-        let query = parse_query(req.uri().query().unwrap_or(""));
+        let query = signature::parse_query(req.uri().query().unwrap_or(""));
         let body = match Limited::new(req.into_body(), 4 << 20).collect().await {
             Ok(body) => body.to_bytes(),
             Err(_) => {
@@ -268,7 +267,8 @@ impl Service {
         inner: &mut state::Inner,
         now: Instant,
     ) -> (Option<String>, apis::Outcome) {
-        if let Err(e) = self.check_signature(&call.query, inner.keys.as_deref()) {
+        if let Err(e) = signature::check_signature(&self.config, &call.query, inner.keys.as_deref())
+        {
             return (None, Err(e));
         }
         let Some((service, command)) = crate::tencent::catalogue::split_api(&call.api) else {
@@ -292,38 +292,7 @@ impl Service {
             return (None, Err((60009, format!("{} is not emulated", call.api))));
         }
         let body = serde_json::from_slice::<Value>(&call.body);
-        // Tencent's limit for the API, from the catalogue: a recipient-counted one counts each
-        // account the call names.
-        let own = match crate::tencent::apis::find(&call.api).map(|a| a.rate) {
-            Some(Rate::Own(limit)) => Some(limit),
-            _ => None,
-        };
-        let (span, limit, count) = match own {
-            Some(limit) => {
-                let count = match (limit.unit, &body) {
-                    (Unit::Recipients { .. }, Ok(body)) => others::recipients(body),
-                    _ => 1,
-                };
-                (limit.per.duration(), limit.count, count)
-            }
-            _ => (SECOND, self.config.app_per_second, 1),
-        };
-        let window = inner.api_windows.entry(call.api.clone()).or_default();
-        let mut allowed = window.arrive_many(now, span, limit, count);
-        let in_window = window.len();
-        if let Some(cap) = own.and_then(|limit| limit.daily) {
-            let day = inner
-                .api_windows
-                .entry(format!("day:{}", call.api))
-                .or_default();
-            allowed &= day.arrive(now, Duration::from_secs(24 * 60 * 60), cap);
-        }
-        inner
-            .api_tally
-            .entry(call.api.clone())
-            .or_default()
-            .count(in_window, allowed);
-        if !allowed {
+        if !limit::allowed(&self.config, &call.api, &body, inner, now) {
             return (
                 None,
                 Err((60007, "REST API call frequency over its limit".into())),
@@ -400,83 +369,4 @@ impl Service {
         };
         apis::apply(command, body, attrs)
     }
-
-    /// The query-string checks Tencent makes before it reads the body.
-    fn check_signature(
-        &self,
-        query: &HashMap<String, String>,
-        keys: Option<&[String]>,
-    ) -> Result<(), (i64, String)> {
-        let sdkappid = query
-            .get("sdkappid")
-            .ok_or((60012, "sdkappid missing".to_string()))?;
-        if sdkappid.parse::<u64>() != Ok(self.config.sdkappid) {
-            return Err((70020, "SDKAppID not found".into()));
-        }
-        let param = |name: &str| {
-            query
-                .get(name)
-                .filter(|v| !v.is_empty())
-                .ok_or((60025, format!("{name} missing from the URL")))
-        };
-        let identifier = param("identifier")?;
-        let sig = param("usersig")?;
-        if param("contenttype")? != "json" {
-            return Err((60025, "contenttype must be json".into()));
-        }
-        if param("random")?.parse::<u32>().is_err() {
-            return Err((60025, "random must be a 32-bit unsigned integer".into()));
-        }
-        // During a key rotation the app may accept more than one key.
-        let keys = keys.unwrap_or(std::slice::from_ref(&self.config.secret_key));
-        let verify =
-            |key: &String| usersig::verify(sig, self.config.sdkappid, identifier, key, unix_now());
-        if !keys.iter().any(|key| verify(key).is_ok()) {
-            let first = keys
-                .first()
-                .map_or(Err(usersig::UsersigError::BadSignature), verify);
-            first.map_err(|e| (e.tencent_code() as i64, e.to_string()))?;
-        }
-        if *identifier != self.config.identifier {
-            return Err((60010, "the request needs App admin permission".into()));
-        }
-        Ok(())
-    }
-}
-
-/// Parses a query string, percent-decoding the values.
-fn parse_query(query: &str) -> HashMap<String, String> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_string(), percent_decode(v)))
-        .collect()
-}
-
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = || {
-            std::str::from_utf8(bytes.get(i + 1..i + 3)?)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        };
-        match (bytes[i], hex()) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -29,6 +29,8 @@ pub(super) struct Checked {
     pub(super) group: Option<Arc<str>>,
     /// The attributes written, in payload order (a coalesced write merges them).
     attrs: Vec<(String, String)>,
+    /// What it counts against its API's limit: 1, or its recipients.
+    units: u32,
 }
 
 /// Where a checked request waits.
@@ -66,6 +68,7 @@ impl Gateway {
             deadline,
             group,
             attrs: validated.attrs,
+            units: validated.units,
         })
     }
 
@@ -84,6 +87,7 @@ impl Gateway {
             deadline,
             group,
             attrs,
+            units,
             ..
         } = checked;
         // Each place keeps one copy of the payload while it waits, never two: a batch member
@@ -102,7 +106,8 @@ impl Gateway {
             // Any other write to the group closes its open batch as it is admitted.
             _ => {
                 *attrs = Vec::new();
-                Place::Alone(self.pacer.admit(&route.name, group.as_ref(), *deadline))
+                let api = (&route.name, *units);
+                Place::Alone(self.pacer.admit_units(api, group.as_ref(), *deadline))
             }
         }
     }

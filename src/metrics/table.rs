@@ -128,7 +128,7 @@ pub(super) const THROTTLES: Def = def(
 );
 pub(super) const LANE_RATE: Def = def(
     "lane_rate_per_second",
-    "Each API lane's sending rate now, after any throttling answers.",
+    "Each API lane's sending rate now, after any throttling answers (recipients for batchsendmsg).",
     &["lane", "api"],
 );
 pub(super) const LIMIT: Def = def(

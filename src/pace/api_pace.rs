@@ -43,33 +43,38 @@ impl ApiPace {
         }
     }
 
-    /// `calls` calls per `period`, spaced so that any period plus `guard` holds at most that many.
-    fn new(calls: u32, period: Duration, guard: Duration, max_in_flight: usize) -> ApiPace {
-        let calls = calls.max(1);
+    /// `units` units per `period`, for calls of at most `most` units each, spaced so that any
+    /// period plus `guard` holds at most that many: a call reserves `interval` per unit, and
+    /// the last call in a window may carry `most`, so what comes before it keeps `most - 1`
+    /// below the limit. At least `most` units fit, and `max_in_flight` is at least `most`
+    /// (in units too): a call of `most` must be able to leave.
+    fn new(units: u32, most: u32, period: Duration, guard: Duration, in_flight: usize) -> ApiPace {
+        let units = units.max(most).max(1);
         ApiPace {
-            interval: (period + guard) / calls,
-            cap: calls as usize,
+            interval: (period + guard) / (units - most.max(1) + 1),
+            cap: units as usize,
             window: period + guard,
-            max_in_flight,
+            max_in_flight: in_flight.max(most as usize),
         }
     }
 }
 
 impl Paces {
-    /// The paces of an API limited by `limit`, for a replica keeping `share` of it.
+    /// The paces of an API limited by `limit`, for a replica keeping `share` of it. A
+    /// recipient-counted API is paced in recipients: a call costs as many units as it names.
     pub(crate) fn new(limit: Limit, limits: &LimitsConfig, share: f64) -> Paces {
-        let (calls, period) = (limit.calls(), limit.per.duration());
-        // One second's worth of calls (at least one) unless `max_in_flight_per_api` says.
-        let per_second = (u64::from(calls) * 1000 / period.as_millis().max(1) as u64).max(1);
+        let (units, period, most) = (limit.count, limit.per.duration(), limit.most());
+        // One second's worth of units (at least one) unless `max_in_flight_per_api` says.
+        let per_second = (u64::from(units) * 1000 / period.as_millis().max(1) as u64).max(1);
         let in_flight = match limits.max_in_flight_per_api {
             0 => per_second as u32,
-            set => set,
+            set => set.saturating_mul(most),
         };
         let in_flight = scaled(in_flight, share) as usize;
         let guard = limits.window_guard;
         Paces {
-            local: ApiPace::new(scaled(calls, share), period, guard, in_flight),
-            full: ApiPace::new(calls, period, guard, in_flight),
+            local: ApiPace::new(scaled(units, share), most, period, guard, in_flight),
+            full: ApiPace::new(units, most, period, guard, in_flight),
         }
     }
 
@@ -100,20 +105,26 @@ mod tests {
     }
 
     #[test]
-    fn a_per_minute_limit_spaces_its_calls_over_the_minute_and_caps_them_in_it() {
+    fn a_per_minute_recipient_limit_spaces_each_recipient_and_caps_them_in_the_minute() {
         let limits = limits();
         let limit = limits.limit_of("openim/batchsendmsg").expect("catalogued");
         let paces = Paces::new(limit, &limits, 1.0);
         let guard = limits.window_guard;
-        assert_eq!(paces.full.cap, 24);
-        assert_eq!(paces.full.window, Duration::from_secs(60) + guard);
-        assert_eq!(paces.full.interval, (Duration::from_secs(60) + guard) / 24);
-        // Under one call a second: one in flight at a time.
-        assert_eq!(paces.full.max_in_flight, 1);
-        // A replica on half the budget spaces its calls twice as far apart.
+        let window = Duration::from_secs(60) + guard;
+        assert_eq!(paces.full.cap, 12_000);
+        assert_eq!(paces.full.window, window);
+        // The last call in a window may carry 500: what comes before it keeps 499 below.
+        assert_eq!(paces.full.interval, window / 11_501);
+        // 200 recipients a second, but a call of 500 must be able to fly.
+        assert_eq!(paces.full.max_in_flight, 500);
+        // A replica on half the budget spaces its recipients twice as far apart.
         let half = Paces::new(limit, &limits, 0.5);
-        assert_eq!(half.local.cap, 12);
+        assert_eq!(half.local.cap, 6_000);
+        assert_eq!(half.local.interval, window / 5_501);
         assert_eq!(half.full, paces.full);
+        // However small its share, a call of 500 still fits.
+        let tiny = Paces::new(limit, &limits, 0.01);
+        assert_eq!((tiny.local.cap, tiny.local.interval), (500, window));
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl Lanes {
     /// [`Lanes::claim_send_capped`] with the settings in force.
     pub(crate) fn claim_send(
         &mut self,
-        api: &Arc<str>,
+        api: (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         now: Instant,
     ) -> Result<Instant, Hold> {
@@ -37,10 +37,11 @@ impl Lanes {
     /// The moment of sending: records the send in both lanes' logs and among the API's calls in
     /// flight, and returns its instant (the permit lands it with that); or says what holds it,
     /// recording nothing. `full` caps at the full limits: a shared budget governs the totals and
-    /// this replica may use all of it; else at this replica's share.
+    /// this replica may use all of it; else at this replica's share. A send of `units` needs
+    /// room for them all in the API's lane (the total's counts it once).
     pub(crate) fn claim_send_capped(
         &mut self,
-        api: &Arc<str>,
+        (api, units): (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         now: Instant,
         full: bool,
@@ -53,11 +54,11 @@ impl Lanes {
         let app_at = self
             .apps
             .get(api)
-            .map_or(Some(now), |lane| lane.allowed_at(full, now));
+            .map_or(Some(now), |lane| lane.allowed_at(full, now, units as usize));
         let total_at = self
             .total
             .as_ref()
-            .map_or(Some(now), |lane| lane.allowed_at(full, now));
+            .map_or(Some(now), |lane| lane.allowed_at(full, now, 1));
         let window = settings.send_window;
         let app_at = app_at
             .ok_or(Hold::Landing)?
@@ -65,20 +66,20 @@ impl Lanes {
         let group_cap = group.map_or(0, |g| settings.group(g).1);
         let lane = group.and_then(|g| self.groups.get(g));
         let group_at = lane
-            .and_then(|lane| lane.sent.allowed_at_with(group_cap, 0, window, now))
+            .and_then(|lane| lane.sent.allowed_at_with(group_cap, (0, 1), window, now))
             .unwrap_or(now);
         let at = app_at.max(group_at);
         if at > now {
             return Err(Hold::Until(at));
         }
         if let Some(app) = self.apps.get_mut(api) {
-            app.record(full, now);
+            app.record(full, now, units as usize);
         }
         if let Some(total) = self.total.as_mut() {
-            total.record(full, now);
+            total.record(full, now, 1);
         }
         if let Some(lane) = group.and_then(|g| self.groups.get_mut(g)) {
-            lane.sent.record(group_cap, now);
+            lane.sent.record(group_cap, now, 1);
         }
         Ok(now)
     }
@@ -87,7 +88,7 @@ impl Lanes {
     /// if the answer came later than the guard allows for, it counts in both logs as arriving now.
     pub(crate) fn land(
         &mut self,
-        api: &Arc<str>,
+        (api, units): (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         sent: Instant,
         now: Instant,
@@ -97,27 +98,32 @@ impl Lanes {
         let late = now.saturating_duration_since(sent) + std::time::Duration::from_secs(1)
             > settings.send_window;
         if let Some(app) = self.apps.get_mut(api) {
-            app.land(sent, now, late);
+            app.land(sent, now, late, units as usize);
         }
         if let Some(total) = self.total.as_mut() {
-            total.land(sent, now, late);
+            total.land(sent, now, late, 1);
         }
         if let Some(group) = group.filter(|_| late)
             && let Some(lane) = self.groups.get_mut(group)
         {
             let cap = settings.group(group).1.max(full.group(group).1);
-            lane.sent.land(cap, sent, now);
+            lane.sent.land(cap, sent, now, 1);
         }
     }
 
     /// A claim was held until `at`: the request takes a new app slot from then, so that the
     /// requests held together leave spaced again, not all at `at`. Returns the new slot.
-    pub(crate) fn respace(&mut self, api: &Arc<str>, at: Instant, now: Instant) -> Instant {
+    pub(crate) fn respace(
+        &mut self,
+        (api, units): (&Arc<str>, u32),
+        at: Instant,
+        now: Instant,
+    ) -> Instant {
         let Some(app) = self.apps.get_mut(api) else {
             return at;
         };
         let slot = app.tat.max(at);
-        app.tat = slot + app.rate.interval(now);
+        app.tat = slot + app.rate.interval(now) * units;
         slot
     }
 }

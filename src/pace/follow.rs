@@ -249,7 +249,7 @@ impl Pacer {
     pub(super) async fn shared_slot(
         &self,
         shared: &Shared,
-        api: &Arc<str>,
+        (api, units): (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Deadline,
         first: bool,
@@ -291,7 +291,7 @@ impl Pacer {
                 .reserve(
                     api,
                     group.map(|g| &**g),
-                    pace.interval,
+                    pace.interval * units,
                     group_interval,
                     total,
                 )
@@ -317,7 +317,7 @@ impl Pacer {
                         epoch,
                         use_by: Some(slot.at - slot.within + tolerance(&full)),
                     };
-                    return Some(self.shared_grant(api, group, deadline, first, grant));
+                    return Some(self.shared_grant((api, units), group, deadline, first, grant));
                 }
                 Reserved::GroupLater(later) => (later, true),
                 Reserved::AppLater(later) => (later, false),
@@ -363,7 +363,7 @@ impl Pacer {
     /// order and send cap, and, should Redis go away, start after it.
     fn shared_grant(
         &self,
-        api: &Arc<str>,
+        (api, units): (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Deadline,
         first: bool,
@@ -374,7 +374,7 @@ impl Pacer {
             let mut lanes = self.lanes();
             lanes.follow_shared(api, group, slot);
             if first && !self.past(deadline, slot) {
-                lanes.unpend(api);
+                lanes.unpend(api, units);
             }
         }
         let wait = slot.saturating_duration_since(Instant::now());

@@ -24,10 +24,11 @@ pub(crate) struct AppLane {
     pub rate: Rate,
     /// When its last sends actually left.
     pub sent: SendLog,
-    /// Admitted requests of this API that have no slot yet.
+    /// The units (calls, or recipients for a recipient-counted API) of admitted requests of
+    /// this API that have no slot yet.
     pub pending: usize,
-    /// When each of its calls now in flight left, oldest first: until answered, a call may reach
-    /// Tencent at any moment.
+    /// When each of its calls now in flight left, oldest first, once per unit: until answered, a
+    /// call may reach Tencent at any moment.
     pub flying: VecDeque<Instant>,
     /// Its spacing, cap and window, from its own limit.
     pub paces: Paces,
@@ -69,41 +70,49 @@ impl AppLane {
         }
     }
 
-    /// When a send may be claimed: now, or when its window has room; `None` while its calls in
-    /// flight alone fill it (an answer has to come first).
-    pub(super) fn allowed_at(&self, full: bool, now: Instant) -> Option<Instant> {
+    /// When a send of `units` may be claimed: now, or when its window has room; `None` while its
+    /// calls in flight alone fill it (an answer has to come first).
+    pub(super) fn allowed_at(&self, full: bool, now: Instant, units: usize) -> Option<Instant> {
         let pace = self.pace(full);
         if pace.max_in_flight == 0 {
-            return self.sent.allowed_at_with(pace.cap, 0, pace.window, now);
+            return self
+                .sent
+                .allowed_at_with(pace.cap, (0, units), pace.window, now);
         }
-        if self.flying.len() >= pace.max_in_flight {
+        if self.flying.len() + units > pace.max_in_flight {
             return None;
         }
         // Calls still flying whose send has left the window: the log no longer counts them,
         // yet each may still arrive.
         let window = pace.window;
         let stale = self.flying.iter().filter(|&&t| t + window <= now).count();
-        self.sent.allowed_at_with(pace.cap, stale, window, now)
+        self.sent
+            .allowed_at_with(pace.cap, (stale, units), window, now)
     }
 
-    /// A send claimed `now`: in the log, and flying until it lands.
-    pub(super) fn record(&mut self, full: bool, now: Instant) {
+    /// A send of `units` claimed `now`: in the log, and flying until it lands.
+    pub(super) fn record(&mut self, full: bool, now: Instant, units: usize) {
         let pace = self.pace(full);
-        self.sent.record(pace.cap, now);
+        self.sent.record(pace.cap, now, units);
         if pace.max_in_flight > 0 {
-            self.flying.push_back(now);
+            self.flying.extend(std::iter::repeat_n(now, units));
         }
     }
 
-    /// The call sent at `sent` was answered `now`; `late`: later than the guard allows for, so it
-    /// counts from now.
-    pub(super) fn land(&mut self, sent: Instant, now: Instant, late: bool) {
-        if let Some(at) = self.flying.iter().rposition(|&t| t == sent) {
-            self.flying.remove(at);
+    /// The call of `units` sent at `sent` was answered `now`; `late`: later than the guard allows
+    /// for, so it counts from now.
+    pub(super) fn land(&mut self, sent: Instant, now: Instant, late: bool, units: usize) {
+        // Oldest first, and its entries together: the ones of its instant are its own.
+        if let Some(last) = self.flying.iter().rposition(|&t| t == sent) {
+            let first = (last + 1).saturating_sub(units);
+            let first = (first..=last)
+                .find(|&at| self.flying[at] == sent)
+                .unwrap_or(last);
+            self.flying.drain(first..=last);
         }
         if late {
             let cap = self.paces.local.cap.max(self.paces.full.cap);
-            self.sent.land(cap, sent, now);
+            self.sent.land(cap, sent, now, units);
         }
     }
 }
@@ -150,6 +159,7 @@ pub(super) fn estimate(
     (deadline, now): (Instant, Instant),
     shared: bool,
 ) -> Result<Instant, Error> {
+    // Its slot comes once the units ahead have theirs (its own space the slot after it).
     let app_estimate = app.next(now, shared) + app.rate.current() * app.pending as u32;
     let mut estimate = app_estimate;
     if let Some(lane) = lane {

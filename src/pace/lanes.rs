@@ -1,5 +1,5 @@
-//! Lane state behind the pacer's lock: one app lane per API, one group lane per GroupId with a
-//! FIFO of waiting writes, the admission arithmetic, and the forgetting of idle groups.
+//! Lane state behind the pacer's lock: one app lane per API, one group lane per GroupId (its line
+//! is in `group_queue`), the admission arithmetic and the reservation of slots.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -13,11 +13,10 @@ use super::idle::IdleQueue;
 use super::lane::estimate;
 pub(crate) use super::lane::{AppLane, GroupLane};
 use super::rate::Rate;
-use super::send_log::SendLog;
+pub use super::settings::{LaneSettings, message_lane};
 use super::total::total_estimate;
 use crate::config::LimitsConfig;
 use crate::error::Error;
-use crate::tencent::apis::GROUP_MESSAGES_PER_SECOND;
 
 /// How far in the past a slot may be reserved (see [`Lanes::reserve`]).
 pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
@@ -54,7 +53,7 @@ pub(crate) struct Lanes {
     /// SipHash, which showed in profiles (each write looks its group up a few times).
     pub groups: HashMap<Arc<str>, GroupLane, foldhash::fast::RandomState>,
     /// Groups that went idle, by when they may be forgotten.
-    idle: IdleQueue,
+    pub(super) idle: IdleQueue,
     /// Admitted requests without a slot, over all lanes.
     pub queued: usize,
     /// Group writes waiting behind another write.
@@ -72,83 +71,6 @@ pub(crate) struct Lanes {
     /// for lanes made from settings alone (tests, benchmarks): each API then has `settings`'s.
     limits: Option<(Arc<LimitsConfig>, f64)>,
     next_id: u64,
-}
-
-/// The settings lanes are made with.
-#[derive(Debug, Clone, Copy)]
-pub struct LaneSettings {
-    /// Spacing of one API's sends (an API lane without a limit of its own: see `ApiPace`).
-    pub app_interval: Duration,
-    /// Spacing of one group's writes.
-    pub group_interval: Duration,
-    /// Most writes waiting in one group's queue.
-    pub max_queue_per_group: usize,
-    /// Most requests waiting over all lanes.
-    pub max_queued: usize,
-    /// Most actual sends of one API within `send_window` (0: no check).
-    pub app_cap: usize,
-    /// Most actual sends of one group within `send_window` (0: no check).
-    pub group_cap: usize,
-    /// Most calls of one API in flight (sent, not yet answered); 0: no bound beyond `app_cap`.
-    pub max_in_flight: usize,
-    /// One second plus the guard: the window the caps hold in.
-    pub send_window: Duration,
-    /// Spacing of one group's messages (`send_group_msg`, in its own lane: see [`message_lane`]).
-    pub message_interval: Duration,
-    /// Most messages of one group within `send_window`.
-    pub message_cap: usize,
-}
-
-/// What starts the lane key of a group's messages: a GroupId is printable ASCII, so no GroupId
-/// (whose attribute writes have the lane named by it alone) can start so.
-const MESSAGE_LANE: &str = "\u{2709} ";
-
-/// The lane a group's messages (`send_group_msg`) wait in: apart from its attribute writes,
-/// which have a budget of their own (5 a second against 40).
-pub fn message_lane(group_id: &str) -> Arc<str> {
-    format!("{MESSAGE_LANE}{group_id}").into()
-}
-
-impl LaneSettings {
-    /// The spacing and cap of the group lane `key`: a group's messages or its attribute writes.
-    pub(crate) fn group(&self, key: &str) -> (Duration, usize) {
-        match key.starts_with(MESSAGE_LANE) {
-            true => (self.message_interval, self.message_cap),
-            false => (self.group_interval, self.group_cap),
-        }
-    }
-
-    /// The same settings with `per_second` messages a second per group.
-    pub fn with_messages(mut self, per_second: u32, guard: Duration) -> LaneSettings {
-        self.message_interval = super::interval(per_second, guard);
-        self.message_cap = per_second as usize;
-        self
-    }
-}
-
-impl LaneSettings {
-    /// Settings for `app_per_second` per API and `group_per_second` per group, spaced so that
-    /// any second plus `guard` holds at most that many sends, and capped so at the send instant.
-    pub fn new(
-        app_per_second: u32,
-        group_per_second: u32,
-        guard: Duration,
-        max_queue_per_group: usize,
-        max_queued: usize,
-    ) -> LaneSettings {
-        LaneSettings {
-            max_in_flight: app_per_second as usize,
-            app_interval: super::interval(app_per_second, guard),
-            group_interval: super::interval(group_per_second, guard),
-            max_queue_per_group,
-            max_queued,
-            app_cap: app_per_second as usize,
-            group_cap: group_per_second as usize,
-            send_window: Duration::from_secs(1) + guard,
-            message_interval: super::interval(GROUP_MESSAGES_PER_SECOND, guard),
-            message_cap: GROUP_MESSAGES_PER_SECOND as usize,
-        }
-    }
 }
 
 impl Lanes {
@@ -215,11 +137,12 @@ impl Lanes {
     }
 
     /// Admits a request or refuses it at once: queues full, or its estimated send time (its place
-    /// in line times the lane's spacing) past its deadline. Returns its id, how it proceeds, and
-    /// that estimate.
+    /// in line times the lane's spacing) past its deadline. `units`: what the request counts
+    /// against its API's limit (1, or its recipients). Returns its id, how it proceeds, and that
+    /// estimate.
     pub(crate) fn admit(
         &mut self,
-        api: &Arc<str>,
+        (api, units): (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Instant,
         now: Instant,
@@ -245,7 +168,7 @@ impl Lanes {
             Some(total) => total_estimate(total, estimate, (deadline, now), shared)?,
             None => estimate,
         };
-        app.pending += 1;
+        app.pending += units as usize;
         self.queued += 1;
         self.next_id += 1;
         let id = self.next_id;
@@ -256,37 +179,6 @@ impl Lanes {
         Ok((id, admitted, estimate))
     }
 
-    /// Puts admitted request `id` in its group's lane: it holds the lane when the lane is free,
-    /// else waits behind the lane's holder and waiters.
-    fn join_group(&mut self, key: &Arc<str>, id: u64, now: Instant) -> Admitted {
-        let (interval, _) = self.settings.group(key);
-        let lane = self.groups.entry(key.clone()).or_insert_with(|| GroupLane {
-            tat: now,
-            rate: Rate::new(interval, now),
-            sent: SendLog::default(),
-            busy: false,
-            waiters: VecDeque::new(),
-            open: None,
-        });
-        // Nothing merges across a write: a batch opened for it sets itself open afterwards.
-        if let Some(batch) = lane.open.take() {
-            batch.close();
-        }
-        if !lane.busy {
-            lane.busy = true;
-            return Admitted::Go;
-        }
-        let (tx, rx) = oneshot::channel();
-        lane.waiters.push_back((id, tx));
-        self.group_waiting += 1;
-        Admitted::Wait(rx)
-    }
-
-    /// When the group's next write may leave (now for a new or rested group).
-    pub(crate) fn group_ready_at(&self, group: &Arc<str>, now: Instant) -> Instant {
-        self.groups.get(group).map_or(now, |lane| lane.tat.max(now))
-    }
-
     /// Reserves the next app slot (and the group's, together): the send time, or `None` if it
     /// would be past `deadline` (when there is one), in which case nothing is taken.
     ///
@@ -294,10 +186,11 @@ impl Lanes {
     /// milliseconds, and charging that lateness to the schedule would lose up to 1 ms per send
     /// (a fifth of an app interval). The schedule stays exactly spaced; actual sends trail it by
     /// at most the slack, which `window_guard_ms` covers. `first` is false for a retry, which
-    /// was never counted as pending.
+    /// was never counted as pending. A request of `units` reserves the API lane's spacing that
+    /// many times (the total's once: it counts calls).
     pub(crate) fn reserve(
         &mut self,
-        api: &Arc<str>,
+        (api, units): (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Option<Instant>,
         now: Instant,
@@ -316,9 +209,9 @@ impl Lanes {
         if deadline.is_some_and(|deadline| slot > deadline) {
             return None;
         }
-        app.tat = slot + app.rate.interval(now);
+        app.tat = slot + app.rate.interval(now) * units;
         if first {
-            app.pending = app.pending.saturating_sub(1);
+            app.pending = app.pending.saturating_sub(units as usize);
         }
         if let Some(total) = self.total.as_mut() {
             total.tat = slot + total.rate.interval(now);
@@ -332,52 +225,19 @@ impl Lanes {
         Some(slot)
     }
 
-    /// An admitted request gave up before it had a slot.
-    pub(crate) fn unpend(&mut self, api: &Arc<str>) {
-        let total = self.total.as_mut();
-        for app in self.apps.get_mut(api).into_iter().chain(total) {
-            app.pending = app.pending.saturating_sub(1);
+    /// An admitted request of `units` gave up before it had a slot.
+    pub(crate) fn unpend(&mut self, api: &Arc<str>, units: u32) {
+        if let Some(app) = self.apps.get_mut(api) {
+            app.pending = app.pending.saturating_sub(units as usize);
+        }
+        if let Some(total) = self.total.as_mut() {
+            total.pending = total.pending.saturating_sub(1);
         }
     }
 
     /// An admitted request leaves the queue: it is being sent, or it gave up.
     pub(crate) fn unqueue(&mut self) {
         self.queued = self.queued.saturating_sub(1);
-    }
-
-    /// Removes a waiter from its group's queue. False if it was no longer there: it had already
-    /// been handed the lane.
-    pub(crate) fn leave_queue(&mut self, group: &Arc<str>, id: u64) -> bool {
-        let Some(lane) = self.groups.get_mut(group) else {
-            return false;
-        };
-        let Some(at) = lane.waiters.iter().position(|(waiter, _)| *waiter == id) else {
-            return false;
-        };
-        lane.waiters.remove(at);
-        self.group_waiting -= 1;
-        true
-    }
-
-    /// The write holding the group is done: hand the lane to the next live waiter, in order.
-    pub(crate) fn release(&mut self, group: &Arc<str>) {
-        let Some(lane) = self.groups.get_mut(group) else {
-            return;
-        };
-        while let Some((_, handover)) = lane.waiters.pop_front() {
-            self.group_waiting -= 1;
-            // A waiter whose caller just hung up has dropped its receiver: skip it. Its own
-            // cleanup will find itself gone from the queue and do nothing more.
-            if handover.send(()).is_ok() {
-                return;
-            }
-        }
-        lane.busy = false;
-        let forgettable = lane
-            .sent
-            .quiet_at(self.settings.send_window)
-            .map_or(lane.tat, |quiet| quiet.max(lane.tat));
-        self.idle.push(forgettable, group.clone(), Instant::now());
     }
 
     /// The API lane's sending rate per second now.
@@ -456,22 +316,5 @@ impl Lanes {
             *tat += rate.current().saturating_sub(before);
         }
         Some(rate.per_second())
-    }
-
-    /// Forgets groups whose last write's spacing has passed with nothing waiting: memory follows
-    /// queued work, not the number of groups ever seen.
-    pub(crate) fn forget_idle(&mut self, now: Instant) {
-        while let Some(group) = self.idle.pop_due(now) {
-            let Some(lane) = self.groups.get_mut(&group) else {
-                continue;
-            };
-            if lane.is_idle(now, self.settings.send_window) {
-                self.groups.remove(&group);
-            } else if !lane.busy && lane.waiters.is_empty() {
-                // Quiet but still slowed down: look again when the window has passed once more.
-                // (A busy lane is looked at again when it is released.)
-                self.idle.push(now + self.settings.send_window, group, now);
-            }
-        }
     }
 }

@@ -1,9 +1,11 @@
 //! Pacing: every request passes its API's lane, group attribute writes their group's lane too, so
 //! that Tencent never sees more than an API's own limit (its catalogue row or `[limits.api]`:
-//! `app_per_second` a second for most, 24 calls of 500 a minute for `batchsendmsg`) or
+//! `app_per_second` a second for most, 12,000 recipients a minute for `batchsendmsg`, each call
+//! counting the recipients it names) or
 //! `group_writes_per_second` writes per group in any sliding period. Sends are spaced evenly (GCRA
-//! with a burst of one) at `(period + window_guard_ms) / limit`; a group's writes leave in accept
-//! order, one in flight.
+//! with a burst of one) at `(period + window_guard_ms) / limit` per unit (a recipient-counted
+//! call reserves its units, and the spacing keeps room for a last call of the most); a group's
+//! writes leave in accept order, one in flight.
 //!
 //! Each request waits in its own task on tokio timers: the only shared state is [`lanes::Lanes`]
 //! behind one short lock, and each step costs a hash lookup, so dispatch does not scan groups.
@@ -15,12 +17,14 @@ mod budget;
 mod claim;
 mod daily;
 mod follow;
+mod group_queue;
 mod idle;
 mod lane;
 pub(crate) mod lanes;
 mod metrics;
 mod rate;
 mod send_log;
+mod settings;
 pub mod shared;
 mod slow;
 mod ticket;
@@ -260,10 +264,21 @@ impl Pacer {
         group: Option<&Arc<str>>,
         deadline: Instant,
     ) -> Result<Admission, Error> {
+        self.admit_units((api, 1), group, deadline)
+    }
+
+    /// [`Pacer::admit`] for a request that counts `units` against its API's limit: a
+    /// recipient-counted API's call counts its recipients (at least 1).
+    pub fn admit_units(
+        &self,
+        (api, units): (&Arc<str>, u32),
+        group: Option<&Arc<str>>,
+        deadline: Instant,
+    ) -> Result<Admission, Error> {
         // The lanes in line with the shared budget first: its estimate depends on whether it serves.
         self.follow();
         let mut lanes = self.lanes();
-        self.admit_in(&mut lanes, api, group, deadline)
+        self.admit_in(&mut lanes, (api, units.max(1)), group, deadline)
     }
 
     /// [`Pacer::admit`] under the lanes' lock, held by the caller (coalescing opens a batch
@@ -271,17 +286,17 @@ impl Pacer {
     fn admit_in(
         &self,
         lanes: &mut Lanes,
-        api: &Arc<str>,
+        (api, units): (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Instant,
     ) -> Result<Admission, Error> {
         let admitted_at = Instant::now();
         let cutoff = self.cutoff_at(deadline);
-        let result = lanes.admit(api, group, cutoff, admitted_at);
+        let result = lanes.admit((api, units), group, cutoff, admitted_at);
         self.publish(lanes);
         let (id, admitted, estimate) = result?;
         self.count_admitted(api);
-        let mut ticket = Ticket::new(self.clone(), api.clone(), group.cloned(), id);
+        let mut ticket = Ticket::new(self.clone(), (api.clone(), units), group.cloned(), id);
         let handover = match admitted {
             Admitted::Wait(handover) => {
                 ticket.phase = Phase::Waiting;
@@ -312,7 +327,7 @@ impl Pacer {
     }
 
     /// The call claimed at `sent` was answered, or given up on: see [`Lanes::land`].
-    pub(super) fn land(&self, api: &Arc<str>, group: Option<&Arc<str>>, sent: Instant) {
+    pub(super) fn land(&self, api: (&Arc<str>, u32), group: Option<&Arc<str>>, sent: Instant) {
         let now = Instant::now();
         // Before the call stops flying: a send a stall's fence holds back must not slip out
         // between the two.
@@ -367,3 +382,5 @@ mod tests;
 
 #[cfg(test)]
 mod claim_tests;
+#[cfg(test)]
+mod units_tests;

@@ -1,4 +1,5 @@
-//! A lane's log of actual send instants: the hard cap behind the spacing.
+//! A lane's log of actual send instants: the hard cap behind the spacing. A call that counts as
+//! several units (a `batchsendmsg` of 200 recipients) is that many entries at its instant.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -14,48 +15,57 @@ pub(crate) struct SendLog {
 }
 
 impl SendLog {
-    /// When a send may leave with `held` more calls counted beside the log (in flight, their
-    /// sends gone from the window): now, or when enough of the last sends leave the window that
-    /// fewer than `cap` remain with it. `None` when `held` alone fills the cap.
+    /// When a send of `units` may leave with `held` more units counted beside the log (in flight,
+    /// their sends gone from the window): now, or when enough of the last sends leave the window
+    /// that at most `cap - held - units` remain in it. `None` when `held` and `units` alone
+    /// exceed the cap.
     pub(crate) fn allowed_at_with(
         &self,
         cap: usize,
-        held: usize,
+        (held, units): (usize, usize),
         window: Duration,
         now: Instant,
     ) -> Option<Instant> {
         if cap == 0 {
             return Some(now);
         }
-        let room = cap.checked_sub(held).filter(|&room| room > 0)?;
+        let keep = cap.checked_sub(held + units)?;
         let len = self.times.len();
-        if len < room {
+        if len <= keep {
             return Some(now);
         }
-        // The room-th newest send must have left the window.
-        Some((self.times[len - room] + window).max(now))
+        // The (keep + 1)-th newest send must have left the window.
+        Some((self.times[len - keep - 1] + window).max(now))
     }
 
-    /// The call sent at `sent` was answered late, at `now`: it counts from now, as though it
-    /// arrived then (it may have), in place of its send.
-    pub(crate) fn land(&mut self, cap: usize, sent: Instant, now: Instant) {
+    /// The call of `units` sent at `sent` was answered late, at `now`: it counts from now, as
+    /// though it arrived then (it may have), in place of its send.
+    pub(crate) fn land(&mut self, cap: usize, sent: Instant, now: Instant, units: usize) {
         if cap == 0 {
             return;
         }
-        if let Some(at) = self.times.iter().rposition(|&t| t == sent) {
-            self.times.remove(at);
+        // Its entries are alike: any `units` of the instant are its own.
+        if let Some(last) = self.times.iter().rposition(|&t| t == sent) {
+            let first = (last + 1).saturating_sub(units);
+            let first = (first..=last)
+                .find(|&at| self.times[at] == sent)
+                .unwrap_or(last);
+            self.times.drain(first..=last);
         }
-        self.record(cap, now);
+        self.record(cap, now, units);
     }
 
-    pub(crate) fn record(&mut self, cap: usize, now: Instant) {
+    /// A send of `units` left `now`: the log keeps the last `cap` units.
+    pub(crate) fn record(&mut self, cap: usize, now: Instant, units: usize) {
         if cap == 0 {
             return;
         }
-        if self.times.len() >= cap {
-            self.times.pop_front();
+        for _ in 0..units.min(cap) {
+            if self.times.len() >= cap {
+                self.times.pop_front();
+            }
+            self.times.push_back(now);
         }
-        self.times.push_back(now);
     }
 
     /// When the last send leaves the window.

@@ -337,8 +337,8 @@ fn the_send_cap_holds_back_sends_bunched_by_late_timers() {
     let at = |ms: u64| start + Duration::from_millis(ms);
     // Each call answered a millisecond after it left (within the guard: counted at its send).
     let send = |lanes: &mut lanes::Lanes, group: Option<&Arc<str>>, ms: u64| {
-        let sent = lanes.claim_send(&a, group, at(ms))?;
-        lanes.land(&a, group, sent, at(ms + 1));
+        let sent = lanes.claim_send((&a, 1), group, at(ms))?;
+        lanes.land((&a, 1), group, sent, at(ms + 1));
         Ok::<_, Hold>(())
     };
     // Three sends bunched within 30 ms (their timers fired late): the fourth waits for the first
@@ -349,7 +349,7 @@ fn the_send_cap_holds_back_sends_bunched_by_late_timers() {
     assert_eq!(send(&mut lanes, None, 30), Err(Hold::Until(at(1020))));
     assert_eq!(send(&mut lanes, None, 1020), Ok(()));
     // A group's cap holds on its own, and a held-back send records nothing.
-    let _ = lanes.admit(&a, Some(&g), at(5000), at(2000));
+    let _ = lanes.admit((&a, 1), Some(&g), at(5000), at(2000));
     assert_eq!(send(&mut lanes, Some(&g), 2000), Ok(()));
     assert_eq!(send(&mut lanes, Some(&g), 2001), Ok(()));
     assert_eq!(send(&mut lanes, Some(&g), 2002), Err(Hold::Until(at(3020))));

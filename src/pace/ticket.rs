@@ -29,16 +29,24 @@ pub(super) struct Ticket {
     pub(super) group: Option<Arc<str>>,
     id: u64,
     pub(super) phase: Phase,
+    /// What it counts against its API's limit: 1, or its recipients.
+    pub(super) units: u32,
 }
 
 impl Ticket {
-    pub(super) fn new(pacer: Pacer, api: Arc<str>, group: Option<Arc<str>>, id: u64) -> Ticket {
+    pub(super) fn new(
+        pacer: Pacer,
+        (api, units): (Arc<str>, u32),
+        group: Option<Arc<str>>,
+        id: u64,
+    ) -> Ticket {
         Ticket {
             pacer,
             api,
             group,
             id,
             phase: Phase::Holding,
+            units,
         }
     }
 
@@ -57,6 +65,7 @@ impl Ticket {
             slot: grant.slot,
             use_by: grant.use_by,
             sent: Some(sent),
+            units: self.units,
         }
     }
 }
@@ -69,7 +78,7 @@ impl Drop for Ticket {
         let mut lanes = self.pacer.lanes();
         lanes.unqueue();
         if self.phase != Phase::Reserved {
-            lanes.unpend(&self.api);
+            lanes.unpend(&self.api, self.units);
         }
         if let Some(group) = &self.group {
             // A waiter that is no longer in the queue was handed the lane as it gave up.
@@ -122,6 +131,8 @@ pub struct Permit {
     pub(super) use_by: Option<Instant>,
     /// When its attempt was claimed, until it is answered.
     pub(super) sent: Option<Instant>,
+    /// What each attempt counts against its API's limit: 1, or its recipients.
+    pub(super) units: u32,
 }
 
 impl Permit {
@@ -141,7 +152,8 @@ impl Permit {
     /// late counts as the call's arrival. Call it once per attempt, when its outcome is known.
     pub fn landed(&mut self) {
         if let Some(sent) = self.sent.take() {
-            self.pacer.land(&self.api, self.group.as_ref(), sent);
+            self.pacer
+                .land((&self.api, self.units), self.group.as_ref(), sent);
         }
     }
 }

@@ -24,7 +24,7 @@ impl Pacer {
         admitted_at: Instant,
         deadline: Deadline,
     ) -> Result<Permit, Error> {
-        let (api, group) = (&ticket.api, ticket.group.as_ref());
+        let (api, group) = ((&ticket.api, ticket.units), ticket.group.as_ref());
         if let Some(handover) = handover {
             let handed = self
                 .bounded(std::pin::pin!(handover), deadline)
@@ -58,12 +58,16 @@ impl Pacer {
     /// waits for it, keeping its group's lane (so no later write overtakes a retry).
     pub async fn reacquire(&self, permit: &mut Permit, deadline: Instant) -> Result<(), Error> {
         let (api, group) = (permit.api.clone(), permit.group.clone());
+        let units = permit.units;
         let deadline = Deadline::At(deadline);
         loop {
             let grant = self
-                .take_slot(&api, group.as_ref(), deadline, false)
+                .take_slot((&api, units), group.as_ref(), deadline, false)
                 .await?;
-            if let Some(sent) = self.send_at(&api, group.as_ref(), &grant, deadline).await? {
+            if let Some(sent) = self
+                .send_at((&api, units), group.as_ref(), &grant, deadline)
+                .await?
+            {
                 permit.slot = grant.slot;
                 permit.use_by = grant.use_by;
                 permit.sent = Some(sent);
@@ -76,7 +80,7 @@ impl Pacer {
     /// revoked on the way (ask for a new one).
     async fn send_at(
         &self,
-        api: &Arc<str>,
+        api: (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         grant: &Grant,
         deadline: Deadline,
@@ -97,7 +101,7 @@ impl Pacer {
     /// used at its time or not at all, so it is asked for again).
     async fn claim(
         &self,
-        api: &Arc<str>,
+        api: (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Deadline,
         grant: &Grant,
@@ -147,7 +151,7 @@ impl Pacer {
                 }
             };
             tracing::debug!(
-                api = &**api,
+                api = &**api.0,
                 wait_us = until.saturating_duration_since(Instant::now()).as_micros() as u64,
                 "Send held back by the cap."
             );
@@ -165,7 +169,7 @@ impl Pacer {
     /// already claimed (the slot had come).
     async fn take_slot(
         &self,
-        api: &Arc<str>,
+        api: (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Deadline,
         first: bool,
@@ -215,7 +219,7 @@ impl Pacer {
     /// left 25 ms before the group's first shared slot, six writes in a second).
     fn local_slot(
         &self,
-        api: &Arc<str>,
+        api: (&Arc<str>, u32),
         group: Option<&Arc<str>>,
         deadline: Deadline,
         first: bool,
@@ -233,10 +237,10 @@ impl Pacer {
             let claimed = slot
                 .filter(|&slot| slot <= now)
                 .and_then(|_| lanes.claim_send(api, group, now).ok());
-            (slot, lanes.app_rate(api), claimed)
+            (slot, lanes.app_rate(api.0), claimed)
         };
         // Recovery is lazy, so the gauge follows the lane whenever it is used.
-        if let (Some(rate), Some(gauge)) = (rate, self.inner.metrics.lane_rate.get(api)) {
+        if let (Some(rate), Some(gauge)) = (rate, self.inner.metrics.lane_rate.get(api.0)) {
             gauge.set(rate);
         }
         let busy = Error::AppBusy {

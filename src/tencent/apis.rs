@@ -33,8 +33,8 @@ impl Per {
 pub enum Unit {
     /// Calls.
     Calls,
-    /// Recipients (`To_Account` entries), at most `most` per call. timgate paces such an API as
-    /// though every call carried `most`, so the limit holds whatever the calls carry.
+    /// Recipients (`To_Account` entries), at most `most` per call. timgate paces such an API in
+    /// recipients: each call costs as many units as its `To_Account` names.
     Recipients {
         /// The most recipients one call may name.
         most: u32,
@@ -70,8 +70,16 @@ impl Limit {
         Limit { count, ..self }
     }
 
+    /// The most units one call may count: 1, or the most recipients it may name.
+    pub fn most(self) -> u32 {
+        match self.unit {
+            Unit::Calls => 1,
+            Unit::Recipients { most } => most.max(1),
+        }
+    }
+
     /// Calls allowed in any period: the count, or for recipients the count over the most one
-    /// call may carry (at least one).
+    /// call may carry (at least one), which is what calls of the most recipients get.
     pub fn calls(self) -> u32 {
         match self.unit {
             Unit::Calls => self.count,

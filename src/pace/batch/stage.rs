@@ -66,7 +66,7 @@ impl Pacer {
             None => write,
         };
         let group = write.group.clone();
-        let admission = self.admit_in(&mut lanes, &api, Some(&group), write.deadline)?;
+        let admission = self.admit_in(&mut lanes, (&api, 1), Some(&group), write.deadline)?;
         let (batch, seat) = Batch::open(write, admission.estimate());
         lanes.set_open_batch(&group, batch.clone());
         Ok(Merged::Opened {
