@@ -34,11 +34,14 @@ pub(super) struct Grant {
     /// The send's instant, when it was claimed with the slot (the slot had come).
     pub claimed: Option<Instant>,
     /// The shared budget's epoch it was given in (0 for the local backend).
-    pub epoch: u64,
+    pub epoch: u32,
     /// For a slot reserved in Redis, the last instant it may be sent: [`tolerance`] after the
     /// earliest its Redis time can be on this replica's clock. Checked when the send is claimed
     /// and again just before the call goes out (see `Permit::expired`).
     pub use_by: Option<Instant>,
+    /// What its send counts against its API's limit (the request's units), carried here so
+    /// that the wait for the slot keeps it once, not once per step.
+    pub units: u32,
 }
 
 /// How late a shared slot may be used, counted from the earliest its Redis time can be on this
@@ -316,6 +319,7 @@ impl Pacer {
                         claimed: None,
                         epoch,
                         use_by: Some(slot.at - slot.within + tolerance(&full)),
+                        units,
                     };
                     return Some(self.shared_grant((api, units), group, deadline, first, grant));
                 }

@@ -24,7 +24,7 @@ impl Pacer {
         admitted_at: Instant,
         deadline: Deadline,
     ) -> Result<Permit, Error> {
-        let (api, group) = ((&ticket.api, ticket.units), ticket.group.as_ref());
+        let (api, units, group) = (&ticket.api, ticket.units, ticket.group.as_ref());
         if let Some(handover) = handover {
             let handed = self
                 .bounded(std::pin::pin!(handover), deadline)
@@ -37,7 +37,7 @@ impl Pacer {
         ticket.phase = Phase::Holding;
         let mut first = true;
         loop {
-            let grant = self.take_slot(api, group, deadline, first).await?;
+            let grant = self.take_slot(api, units, group, deadline, first).await?;
             if first {
                 ticket.phase = Phase::Reserved;
                 if group.is_some() {
@@ -62,12 +62,9 @@ impl Pacer {
         let deadline = Deadline::At(deadline);
         loop {
             let grant = self
-                .take_slot((&api, units), group.as_ref(), deadline, false)
+                .take_slot(&api, units, group.as_ref(), deadline, false)
                 .await?;
-            if let Some(sent) = self
-                .send_at((&api, units), group.as_ref(), &grant, deadline)
-                .await?
-            {
+            if let Some(sent) = self.send_at(&api, group.as_ref(), &grant, deadline).await? {
                 permit.slot = grant.slot;
                 permit.use_by = grant.use_by;
                 permit.sent = Some(sent);
@@ -80,7 +77,7 @@ impl Pacer {
     /// revoked on the way (ask for a new one).
     async fn send_at(
         &self,
-        api: (&Arc<str>, u32),
+        api: &Arc<str>,
         group: Option<&Arc<str>>,
         grant: &Grant,
         deadline: Deadline,
@@ -101,7 +98,7 @@ impl Pacer {
     /// used at its time or not at all, so it is asked for again).
     async fn claim(
         &self,
-        api: (&Arc<str>, u32),
+        api: &Arc<str>,
         group: Option<&Arc<str>>,
         deadline: Deadline,
         grant: &Grant,
@@ -120,7 +117,7 @@ impl Pacer {
                     return Ok(None);
                 }
                 // While the shared budget governs the totals, this replica may send all of it.
-                lanes.claim_send_capped(api, group, now, mode.up)
+                lanes.claim_send_capped((api, grant.units), group, now, mode.up)
             };
             let until = match wait {
                 Ok(sent) => return Ok(Some(sent)),
@@ -128,7 +125,7 @@ impl Pacer {
                 Err(Hold::Until(until)) => {
                     // Everything held with this request would leave at `until` at once: take a
                     // new slot from then instead, so that they leave spaced.
-                    self.lanes().respace(api, until, now)
+                    self.lanes().respace((api, grant.units), until, now)
                 }
                 Err(Hold::Landing) => {
                     // Wake at the next answer; the timer only covers a signal missed between
@@ -151,7 +148,7 @@ impl Pacer {
                 }
             };
             tracing::debug!(
-                api = &**api.0,
+                api = &**api,
                 wait_us = until.saturating_duration_since(Instant::now()).as_micros() as u64,
                 "Send held back by the cap."
             );
@@ -169,7 +166,8 @@ impl Pacer {
     /// already claimed (the slot had come).
     async fn take_slot(
         &self,
-        api: (&Arc<str>, u32),
+        api: &Arc<str>,
+        units: u32,
         group: Option<&Arc<str>>,
         deadline: Deadline,
         first: bool,
@@ -199,14 +197,15 @@ impl Pacer {
             if let Some(shared) = self.inner.budget.serving(mode) {
                 // Boxed, and only while Redis serves: inline, the Redis call's state would sit
                 // in every queued request's future, local backend or not.
-                let shared = Box::pin(self.shared_slot(shared, api, group, deadline, first));
+                let shared =
+                    Box::pin(self.shared_slot(shared, (api, units), group, deadline, first));
                 if let Some(taken) = shared.await {
                     return taken;
                 }
                 // Redis went away on the way: the local share, from where it starts.
                 mode = self.follow();
             }
-            if let Some(grant) = self.local_slot(api, group, deadline, first, mode)? {
+            if let Some(grant) = self.local_slot((api, units), group, deadline, first, mode)? {
                 return Ok(grant);
             }
         }
@@ -254,6 +253,7 @@ impl Pacer {
             claimed,
             epoch: mode.epoch,
             use_by: None,
+            units: api.1,
         }))
     }
 }

@@ -40,7 +40,7 @@ pub struct Mode {
     pub up: bool,
     /// Returns so far: a grant made before the latest is void (Redis may have lost it, or it
     /// was made on the local share).
-    pub epoch: u64,
+    pub epoch: u32,
     /// When Redis was last found away.
     pub down_at: Option<Instant>,
 }
@@ -299,7 +299,8 @@ impl Shared {
             }
             *fenced = Some(Instant::now());
         }
-        self.mode.send_modify(|mode| mode.epoch += 1);
+        self.mode
+            .send_modify(|mode| mode.epoch = mode.epoch.wrapping_add(1));
         let this = self.clone();
         tokio::spawn(async move {
             let _ = this.raise_fence().await;

@@ -128,7 +128,7 @@ impl Shared {
         let closed = self.gate.write().await;
         self.mode.send_modify(|mode| {
             mode.up = true;
-            mode.epoch += 1;
+            mode.epoch = mode.epoch.wrapping_add(1);
         });
         if let Err(why) = self.raise_fence().await {
             drop(closed);
