@@ -102,14 +102,7 @@ impl AppLane {
     /// The call of `units` sent at `sent` was answered `now`; `late`: later than the guard allows
     /// for, so it counts from now.
     pub(super) fn land(&mut self, sent: Instant, now: Instant, late: bool, units: usize) {
-        // Oldest first, and its entries together: the ones of its instant are its own.
-        if let Some(last) = self.flying.iter().rposition(|&t| t == sent) {
-            let first = (last + 1).saturating_sub(units);
-            let first = (first..=last)
-                .find(|&at| self.flying[at] == sent)
-                .unwrap_or(last);
-            self.flying.drain(first..=last);
-        }
+        super::send_log::remove_units(&mut self.flying, sent, units);
         if late {
             let cap = self.paces.local.cap.max(self.paces.full.cap);
             self.sent.land(cap, sent, now, units);

@@ -44,14 +44,7 @@ impl SendLog {
         if cap == 0 {
             return;
         }
-        // Its entries are alike: any `units` of the instant are its own.
-        if let Some(last) = self.times.iter().rposition(|&t| t == sent) {
-            let first = (last + 1).saturating_sub(units);
-            let first = (first..=last)
-                .find(|&at| self.times[at] == sent)
-                .unwrap_or(last);
-            self.times.drain(first..=last);
-        }
+        remove_units(&mut self.times, sent, units);
         self.record(cap, now, units);
     }
 
@@ -77,5 +70,15 @@ impl SendLog {
         self.times
             .back()
             .is_none_or(|&last| now.saturating_duration_since(last) >= window)
+    }
+}
+
+/// Removes a call of `units` sent at `sent` from instants kept once per unit, oldest first: its
+/// entries lie together, and any `units` of that instant are as good as its own.
+pub(crate) fn remove_units(times: &mut VecDeque<Instant>, sent: Instant, units: usize) {
+    if let Some(last) = times.iter().rposition(|&t| t == sent) {
+        let first = (last + 1).saturating_sub(units);
+        let first = (first..=last).find(|&at| times[at] == sent).unwrap_or(last);
+        times.drain(first..=last);
     }
 }
