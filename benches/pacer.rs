@@ -287,7 +287,7 @@ async fn redis() {
     };
     let window = Duration::from_millis(1020);
     let shared = Shared::new(
-        &format!("redis://127.0.0.1:{port}"),
+        &timgate::config::RedisTarget::standalone(&format!("redis://127.0.0.1:{port}")),
         "bench",
         1,
         window,

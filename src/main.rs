@@ -182,7 +182,16 @@ fn check_config(file: Option<&std::path::Path>) -> Result<(), Error> {
                 "  limits backend {}  fallback_share {}  max_in_flight_per_api {}",
                 match &l.backend {
                     Backend::Local => "local".to_string(),
-                    Backend::Redis(url) => format!("redis {}", redact::redis_url(url)),
+                    Backend::Redis(target) => format!(
+                        "redis {} (timeout {} ms{})",
+                        target.describe(),
+                        target.timeout.as_millis(),
+                        if target.password_file.is_some() {
+                            ", password from redis_password_file"
+                        } else {
+                            ""
+                        }
+                    ),
                 },
                 match l.fallback_share {
                     Share::Auto => "auto".to_string(),

@@ -215,7 +215,7 @@ async fn the_reservation_script_never_puts_more_than_the_limit_in_a_window() {
     let mut clients = Vec::new();
     for _ in 0..4 {
         let shared = Shared::new(
-            &url,
+            &timgate::config::RedisTarget::standalone(&url),
             "script-test",
             1,
             window,

@@ -10,21 +10,31 @@ use super::raw::RawConfig;
 use super::redact::Secrets;
 
 /// The keys whose values are secrets, or hold one (a Redis URL's password).
-pub(super) const SECRET_KEYS: [&str; 3] = [
+pub(super) const SECRET_KEYS: [&str; 5] = [
     "tencent.secret_key",
     "server.auth_tokens",
     "limits.redis_url",
+    "limits.redis_sentinels",
+    "limits.redis_cluster_nodes",
 ];
 
-/// The key whose value is a URL: only its password is secret.
-const URL_KEY: &str = "limits.redis_url";
+/// The keys whose values are URLs (or lists of them): only their passwords are secret.
+const URL_KEYS: [&str; 3] = [
+    "limits.redis_url",
+    "limits.redis_sentinels",
+    "limits.redis_cluster_nodes",
+];
 
 /// The secrets of a configuration as written: the SecretKey, each token, the Redis password.
 pub(super) fn of_raw(raw: &RawConfig) -> Secrets {
     let mut secrets = Secrets::default();
     secrets.add(&raw.tencent.secret_key);
     raw.server.auth_tokens.iter().for_each(|t| secrets.add(t));
-    secrets.add_url(&raw.limits.redis_url);
+    let l = &raw.limits;
+    std::iter::once(&l.redis_url)
+        .chain(&l.redis_sentinels)
+        .chain(&l.redis_cluster_nodes)
+        .for_each(|url| secrets.add_url(url));
     secrets
 }
 
@@ -67,8 +77,8 @@ fn add_env(secrets: &mut Secrets) {
         }) else {
             continue;
         };
-        if *key == URL_KEY {
-            secrets.add_url(value);
+        if URL_KEYS.contains(key) {
+            value.split(',').for_each(|url| secrets.add_url(url.trim()));
         } else {
             secrets.add(value);
             value.split(',').for_each(|item| secrets.add(item.trim()));
@@ -88,7 +98,7 @@ fn add_leaves(secrets: &mut Secrets, key: &str, value: Value) {
             let Ok(text) = value.into_string() else {
                 return;
             };
-            if key == URL_KEY {
+            if URL_KEYS.contains(&key) {
                 secrets.add_url(&text);
             } else {
                 secrets.add(&text);

@@ -1,20 +1,13 @@
-//! Checks `[limits]`: the limiter backend and its Redis URL, the fallback share, the rates and
-//! queue bounds. A Redis URL is checked for its scheme before the redis crate parses it, so that
-//! a URL meant for something else is named as such, and it is only ever shown redacted.
+//! Checks `[limits]`: the limiter backend (its Redis is `redis`'s to check), the fallback share,
+//! the rates and queue bounds.
 
 use std::time::Duration;
 
 use super::check::Problems;
 use super::raw::{RawLimits, RawShare};
-use super::redact;
+use super::redis;
 use super::{Backend, LimitsConfig, Share};
 use crate::tencent::apis;
-
-/// The schemes of a Redis URL that this build can use.
-const SCHEMES: [&str; 3] = ["redis", "unix", "redis+unix"];
-
-/// What the refusal of a URL's scheme lists as accepted.
-const ACCEPTED: &str = "redis://host[:port][/db], unix:///path or redis+unix:///path";
 
 /// Checks `[limits]`, adding a problem for each value that cannot be used.
 pub(super) fn check(l: &RawLimits, p: &mut Problems) -> LimitsConfig {
@@ -24,18 +17,18 @@ pub(super) fn check(l: &RawLimits, p: &mut Problems) -> LimitsConfig {
             format!("{:?} is not one of \"local\", \"redis\"", l.backend),
         );
     }
-    // A URL that is set is checked whichever the backend: a mistake in it is said at once, not
-    // on the day someone switches the backend on.
-    let url_ok = l.redis_url.is_empty() || redis_url(&l.redis_url, p);
-    let backend = match l.backend.as_str() {
-        "redis" if l.redis_url.is_empty() => {
+    let target = redis::check(l, p);
+    let backend = match (l.backend.as_str(), target) {
+        ("redis", None) => {
             p.add(
                 "limits.redis_url",
-                "required when limits.backend = \"redis\"",
+                "required when limits.backend = \"redis\": set redis_url (one server), \
+                 redis_sentinels with redis_sentinel_master (Sentinel) or redis_cluster_nodes \
+                 (Cluster)",
             );
             Backend::Local
         }
-        "redis" if url_ok => Backend::Redis(l.redis_url.clone()),
+        ("redis", Some(target)) => Backend::Redis(target),
         _ => Backend::Local,
     };
     if l.redis_prefix.is_empty() || l.redis_prefix.contains(['{', '}', ' ']) {
@@ -103,51 +96,6 @@ pub(super) fn check_api_limits(l: &RawLimits, allow: &[String], p: &mut Problems
             if !allow.contains(name) {
                 p.add(key, format!("{name:?} is not in apis.allow"));
             }
-        }
-    }
-}
-
-/// Whether the Redis client can use `url`; if not, a problem naming the key, the URL with its
-/// password masked, and what would do.
-fn redis_url(url: &str, p: &mut Problems) -> bool {
-    let shown = redact::redis_url(url);
-    let scheme = url
-        .split_once("://")
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("rediss") => {
-            // The redis crate is built without its TLS features (they would bring a second
-            // certificate store); saying so beats "the feature is not enabled".
-            p.add(
-                "limits.redis_url",
-                format!(
-                    "{shown:?}: rediss:// (Redis over TLS) is not supported by this build; \
-                     use {ACCEPTED}"
-                ),
-            );
-            return false;
-        }
-        Some(scheme) if SCHEMES.contains(&scheme) => {}
-        Some(scheme) => {
-            p.add(
-                "limits.redis_url",
-                format!("{shown:?} is not a Redis URL (scheme {scheme:?}); use {ACCEPTED}"),
-            );
-            return false;
-        }
-        None => {
-            p.add(
-                "limits.redis_url",
-                format!("{shown:?} is not a Redis URL (no scheme); use {ACCEPTED}"),
-            );
-            return false;
-        }
-    }
-    match redis::IntoConnectionInfo::into_connection_info(url) {
-        Ok(_) => true,
-        Err(e) => {
-            p.add("limits.redis_url", format!("{shown:?} cannot be used: {e}"));
-            false
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Table tests for `[limits]`: Redis URL schemes, the fallback share's two forms, the in-flight
 //! bound's default.
 
-use crate::config::{Backend, Config, ConfigError, LimitsConfig, Share};
+use crate::config::{Backend, Config, ConfigError, LimitsConfig, RedisTarget, Share};
 
 const IDENTITY: &str = "[tencent]\nsdkappid = 1\nsecret_key = \"k\"\n";
 
@@ -19,12 +19,13 @@ fn redis_urls_of_redis_s_schemes_are_taken() {
         "redis://127.0.0.1:6379",
         "redis://u:pw@h:1/2",
         "REDIS://h",
+        "rediss://u:pw@h:6380",
         "unix:///run/redis.sock",
         "redis+unix:///run/redis.sock?db=1",
     ] {
         let toml = format!("[limits]\nbackend = \"redis\"\nredis_url = \"{url}\"\n");
         let limits = limits(&toml).unwrap_or_else(|e| panic!("{url}: {e}"));
-        assert_eq!(limits.backend, Backend::Redis(url.to_string()));
+        assert_eq!(limits.backend, Backend::Redis(RedisTarget::standalone(url)));
     }
 }
 
@@ -47,10 +48,6 @@ fn a_url_of_another_scheme_is_refused_naming_the_key_and_the_schemes_never_the_p
             "127.0.0.1:6379",
             "\"127.0.0.1:6379\" is not a Redis URL (no scheme)",
         ),
-        (
-            "rediss://:hunter22@x",
-            "\"rediss://:***@x\": rediss:// (Redis over TLS) is not supported by this build",
-        ),
     ] {
         for backend in ["redis", "local"] {
             let toml = format!("[limits]\nbackend = \"{backend}\"\nredis_url = \"{url}\"\n");
@@ -62,7 +59,10 @@ fn a_url_of_another_scheme_is_refused_naming_the_key_and_the_schemes_never_the_p
                 "{problem}"
             );
             assert!(
-                problem.contains("redis://host[:port][/db], unix:///path or redis+unix:///path"),
+                problem.contains(
+                    "redis://host[:port][/db], rediss://host[:port][/db], unix:///path or \
+                     redis+unix:///path"
+                ),
                 "{problem}"
             );
             assert!(!problem.contains("hunter22"), "{problem}");

@@ -6,6 +6,7 @@ mod known;
 mod limits;
 mod raw;
 pub mod redact;
+mod redis;
 pub mod reload;
 mod source_error;
 
@@ -18,6 +19,7 @@ use config::{Environment, File, FileFormat};
 
 pub use check::ConfigError;
 pub use raw::RawConfig;
+pub use redis::{RedisMode, RedisTarget};
 
 /// The defaults, compiled into the binary so that `timgate` runs with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -142,8 +144,8 @@ pub struct UpstreamConfig {
 pub enum Backend {
     /// Each replica paces alone.
     Local,
-    /// Replicas share their budgets through Redis at this URL.
-    Redis(String),
+    /// Replicas share their budgets through this Redis.
+    Redis(RedisTarget),
 }
 
 impl std::fmt::Debug for Backend {
@@ -151,7 +153,7 @@ impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Backend::Local => f.write_str("Local"),
-            Backend::Redis(url) => write!(f, "Redis({:?})", redact::redis_url(url)),
+            Backend::Redis(target) => write!(f, "Redis({target:?})"),
         }
     }
 }
@@ -286,7 +288,9 @@ impl Config {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("server.auth_tokens")
-                .with_list_parse_key("apis.allow"),
+                .with_list_parse_key("apis.allow")
+                .with_list_parse_key("limits.redis_sentinels")
+                .with_list_parse_key("limits.redis_cluster_nodes"),
         );
         // Gathered only on error: the secrets every layer that parses holds.
         let fail =

@@ -114,6 +114,22 @@ pub struct RawLimits {
     pub redis_url: String,
     /// Key prefix in Redis.
     pub redis_prefix: String,
+    /// Sentinel URLs (Sentinel mode).
+    pub redis_sentinels: Vec<String>,
+    /// The master's name at the Sentinels.
+    pub redis_sentinel_master: String,
+    /// Seed nodes of a Redis Cluster (Cluster mode).
+    pub redis_cluster_nodes: Vec<String>,
+    /// PEM CA for rediss:// ("": the public roots).
+    pub redis_ca_file: String,
+    /// PEM client certificate for mutual TLS.
+    pub redis_cert_file: String,
+    /// PEM key of the client certificate.
+    pub redis_key_file: String,
+    /// File holding the Redis password, read at each connection.
+    pub redis_password_file: String,
+    /// Per-command timeout, in milliseconds.
+    pub redis_timeout_ms: u64,
     /// Share of each limit a replica keeps when Redis is down: a number, or `"auto"`.
     pub fallback_share: RawShare,
     /// Upstream requests in flight at once per API; 0 derives it from `app_per_second`.

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::shared::{self, Mode, Shared};
-use crate::config::LimitsConfig;
+use crate::config::{LimitsConfig, RedisTarget};
 use crate::metrics::Metrics;
 
 /// The local budget's mode, for ever: the lanes govern, and no return ever voids a grant.
@@ -30,17 +30,23 @@ pub(super) enum Budget {
 }
 
 impl Budget {
-    /// A Redis budget at `url`, followed by a task for as long as it lives (so it must be made
+    /// A Redis budget at `target`, followed by a task for as long as it lives (so it must be made
     /// within a tokio runtime); `window` is the send window its fences are a window of.
     pub(super) fn redis(
-        url: &str,
+        target: &RedisTarget,
         limits: &LimitsConfig,
         sdkappid: u64,
         window: Duration,
         metrics: &Metrics,
     ) -> Budget {
         metrics.register_limiter();
-        let shared = Shared::new(url, &limits.redis_prefix, sdkappid, window, metrics.clone());
+        let shared = Shared::new(
+            target,
+            &limits.redis_prefix,
+            sdkappid,
+            window,
+            metrics.clone(),
+        );
         tokio::spawn(Shared::run(Arc::downgrade(&shared)));
         Budget::Shared(shared)
     }

@@ -89,9 +89,9 @@ impl Pacer {
         Self::publish_limits(limits, &metrics);
         let budget = match &limits.backend {
             Backend::Local => Budget::Local,
-            Backend::Redis(url) => {
+            Backend::Redis(target) => {
                 let window = full_settings(limits, 1.0).send_window;
-                Budget::redis(url, limits, sdkappid, window, &metrics)
+                Budget::redis(target, limits, sdkappid, window, &metrics)
             }
         };
         // Computed for no replicas seen; the first `follow` applies the count Redis gives.

@@ -2,7 +2,9 @@
 //! real sockets on port 0, and a plain HTTP client for the caller's side.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub(crate) mod held;
 pub(crate) mod redis;
+pub(crate) mod redis_modes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

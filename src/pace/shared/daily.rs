@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{RESPONSE_TIMEOUT, Shared};
+use super::Shared;
 
 /// What Redis said of a daily call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +28,10 @@ impl Shared {
             .arg(window.as_micros() as u64)
             .arg(format!("{}:{:016x}", self.id, rand::random::<u64>()));
         let answer = call.invoke_async::<(i64, i64)>(&mut conn);
-        match tokio::time::timeout(RESPONSE_TIMEOUT, answer).await {
+        match tokio::time::timeout(self.target.timeout, answer).await {
             Ok(Ok((0, _))) => Some(Daily::Taken),
             Ok(Ok((_, later))) => Some(Daily::Spent(Duration::from_micros(later.max(0) as u64))),
-            Ok(Err(e)) => self.down(&self.secrets.scrub(&e.to_string())),
+            Ok(Err(e)) => self.down(&self.scrub(&e.to_string())),
             Err(_) => self.down("no answer in time"),
         }
     }

@@ -5,6 +5,7 @@
 //! answers again; each return starts a new epoch, and grants of an earlier one are void.
 
 mod clock;
+mod connect;
 mod daily;
 pub use daily::Daily;
 mod probe;
@@ -15,17 +16,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::redact::{self, Secrets};
+use crate::config::RedisTarget;
+use crate::config::redact::Secrets;
 use crate::metrics::Metrics;
 
 /// How long a lane's key outlives its last reservation.
 const IDLE_MS: u64 = 2000;
-/// A reservation slower than this counts as Redis being away.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(200);
 /// No slot is reserved further ahead than this: when Redis goes away, every slot any replica
 /// holds comes within it, so the replicas' local shares start after it (plus a window).
 pub const HORIZON: Duration = Duration::from_millis(100);
@@ -67,11 +66,12 @@ pub enum Reserved {
 
 /// The Redis-backed budget of one replica.
 pub struct Shared {
-    url: String,
-    /// The URL as logs show it, its password masked.
-    shown_url: String,
-    /// The URL's password, masked in the redis crate's errors too.
-    secrets: Secrets,
+    /// Where Redis is and how it is reached.
+    target: RedisTarget,
+    /// The mode and URLs as logs show them, passwords masked.
+    shown: String,
+    /// The URLs' passwords and the password file's, masked in the redis crate's errors too.
+    secrets: Mutex<Secrets>,
     prefix: String,
     /// This replica's name in the announcements.
     id: String,
@@ -85,7 +85,9 @@ pub struct Shared {
     /// replica's own calls still hold, each with how long from now: the fence raises each one's
     /// lane key by that much too. Asked of the pacer when a fence goes up.
     long: std::sync::OnceLock<LongFences>,
-    conn: Mutex<Option<ConnectionManager>>,
+    /// The connection while Redis is up; dropped when it goes away, so that the next probe
+    /// connects afresh (to the master the Sentinels name now, to the Cluster's current slots).
+    conn: Mutex<Option<connect::Conn>>,
     mode: watch::Sender<Mode>,
     /// Replicas alive at the last announcement (this one included); 0 before the first.
     replicas: AtomicUsize,
@@ -108,7 +110,7 @@ pub type LongFences = Arc<dyn Fn() -> Vec<(Arc<str>, Duration)> + Send + Sync>;
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("url", &self.shown_url)
+            .field("redis", &self.shown)
             .field("prefix", &self.prefix)
             .field("mode", &*self.mode.borrow())
             .finish_non_exhaustive()
@@ -116,11 +118,11 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// A budget on the Redis at `url`, its keys named `{prefix}:{<sdkappid>}:...` (one hash tag,
+    /// A budget on the Redis of `target`, its keys named `{prefix}:{<sdkappid>}:...` (one hash tag,
     /// so that a script's keys share a Redis Cluster slot). Starts in fallback until the first
     /// connection; `run` keeps connecting.
     pub fn new(
-        url: &str,
+        target: &RedisTarget,
         prefix: &str,
         sdkappid: u64,
         window: Duration,
@@ -128,16 +130,16 @@ impl Shared {
     ) -> Arc<Shared> {
         metrics.limiter_backend_up.set(0);
         let mut secrets = Secrets::default();
-        secrets.add_url(url);
+        target.urls().iter().for_each(|url| secrets.add_url(url));
         let mode = Mode {
             up: false,
             epoch: 0,
             down_at: Some(Instant::now()),
         };
         Arc::new(Shared {
-            url: url.to_string(),
-            shown_url: redact::redis_url(url),
-            secrets,
+            target: target.clone(),
+            shown: target.describe(),
+            secrets: Mutex::new(secrets),
             prefix: format!("{prefix}:{{{sdkappid}}}"),
             id: format!("{:016x}", rand::random::<u64>()),
             reserve: redis::Script::new(scripts::RESERVE),
@@ -207,7 +209,7 @@ impl Shared {
         self.replicas.load(Ordering::SeqCst)
     }
 
-    fn connection(&self) -> Option<ConnectionManager> {
+    fn connection(&self) -> Option<connect::Conn> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -259,10 +261,10 @@ impl Shared {
             .arg(total_interval.map_or(0, |t| t.as_micros() as u64));
         let asked = Instant::now();
         let answer = call.invoke_async::<(i64, i64, i64)>(&mut conn);
-        let answer = tokio::time::timeout(RESPONSE_TIMEOUT, answer).await;
+        let answer = tokio::time::timeout(self.target.timeout, answer).await;
         let (code, value, redis_now) = match answer {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return self.down(&self.secrets.scrub(&e.to_string())),
+            Ok(Err(e)) => return self.down(&self.scrub(&e.to_string())),
             Err(_) => return self.down("no answer in time"),
         };
         let mut clock = self.clock.lock().unwrap_or_else(|p| p.into_inner());
@@ -307,6 +309,14 @@ impl Shared {
         });
     }
 
+    /// `text` with every known password masked.
+    fn scrub(&self, text: &str) -> String {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .scrub(text)
+    }
+
     fn down<T>(&self, why: &str) -> Option<T> {
         let went_down = self.mode.send_if_modified(|mode| {
             let was_up = mode.up;
@@ -317,10 +327,15 @@ impl Shared {
             was_up
         });
         if went_down {
+            // The next probe connects afresh: a Sentinel may name another master by then.
+            *self
+                .conn
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
             self.metrics.limiter_backend_up.set(0);
             self.metrics.limiter_fallback.inc();
             tracing::warn!(
-                url = self.shown_url.as_str(),
+                redis = self.shown.as_str(),
                 error = why,
                 replicas = self.replicas(),
                 "Redis limiter unreachable: pacing locally at this replica's share."

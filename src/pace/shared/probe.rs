@@ -1,4 +1,4 @@
-//! Keeping in touch with Redis: connecting, probing while it is away and coming back (fence
+//! Keeping in touch with Redis: connecting (afresh at each probe), probing while it is away and coming back (fence
 //! first, then a new epoch), announcing this replica while it is there, and saying so in the log
 //! when it cannot be reached.
 
@@ -6,10 +6,9 @@ use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
-use super::{RESPONSE_TIMEOUT, Shared};
+use super::{Shared, connect};
 
 /// How often a replica in fallback asks whether Redis is back: the spread between replicas
 /// coming back, which the fence covers.
@@ -18,6 +17,9 @@ const PROBE: Duration = Duration::from_millis(100);
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// How long an announcement lives: a replica gone this long no longer counts.
 const ANNOUNCEMENT_TTL: Duration = Duration::from_secs(5);
+/// How long connecting may take, whichever the mode (a Sentinel asked, then its master; a
+/// Cluster's slots read): a probe that takes longer tries again.
+const CONNECT_WITHIN: Duration = Duration::from_secs(2);
 /// How often an unreachable Redis is said again in the log.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -44,7 +46,7 @@ impl Shared {
                 Err(why) if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) => {
                     warned = Some(Instant::now());
                     tracing::warn!(
-                        url = this.shown_url.as_str(),
+                        redis = this.shown.as_str(),
                         error = why.as_str(),
                         "Redis limiter unreachable: pacing locally at this replica's share until it answers."
                     );
@@ -68,9 +70,9 @@ impl Shared {
             let mut fence = self.fence.prepare_invoke();
             fence.key(key).arg(window.as_micros() as u64);
             let raised = fence.invoke_async::<i64>(&mut conn);
-            match tokio::time::timeout(RESPONSE_TIMEOUT, raised).await {
+            match tokio::time::timeout(self.target.timeout, raised).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(self.secrets.scrub(&e.to_string())),
+                Ok(Err(e)) => return Err(self.scrub(&e.to_string())),
                 Err(_) => return Err("no answer in time".into()),
             }
         }
@@ -87,7 +89,7 @@ impl Shared {
             .arg(&self.id)
             .arg(ANNOUNCEMENT_TTL.as_millis() as u64);
         let counted = call.invoke_async::<i64>(&mut conn);
-        match tokio::time::timeout(RESPONSE_TIMEOUT, counted).await {
+        match tokio::time::timeout(self.target.timeout, counted).await {
             Ok(Ok(alive)) if alive > 0 => {
                 self.replicas.store(alive as usize, Ordering::SeqCst);
                 self.metrics.limiter_replicas.set(alive);
@@ -100,25 +102,19 @@ impl Shared {
     /// One attempt to come back: connect if need be, end the local share (a new epoch), raise
     /// the fence, and only then take shared slots again.
     async fn probe(&self) -> Result<(), String> {
-        if self.connection().is_none() {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_millis(500)))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_number_of_retries(1);
-            let client = redis::Client::open(self.url.as_str())
-                .map_err(|e| self.secrets.scrub(&e.to_string()))?;
-            let manager = tokio::time::timeout(
-                Duration::from_secs(1),
-                ConnectionManager::new_with_config(client, config),
-            )
-            .await
-            .map_err(|_| "no connection in time".to_string())?
-            .map_err(|e| self.secrets.scrub(&e.to_string()))?;
-            *self
-                .conn
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(manager);
-        }
+        // Always a new connection: the last one may be to a master a failover demoted, or to a
+        // server that restarted (a multiplexed connection does not reconnect by itself).
+        let conn = tokio::time::timeout(
+            CONNECT_WITHIN,
+            connect::connect(&self.target, &self.secrets),
+        )
+        .await
+        .map_err(|_| "no connection in time".to_string())?
+        .map_err(|e| self.scrub(&e))?;
+        *self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
         // Only a Redis that answers begins a return (a failed one would count a fallback).
         self.raise_fence().await?;
         // Local sends stop first (the new epoch voids every local grant), then the fence goes
@@ -139,7 +135,7 @@ impl Shared {
         self.announce().await;
         self.metrics.limiter_backend_up.set(1);
         tracing::info!(
-            url = self.shown_url.as_str(),
+            redis = self.shown.as_str(),
             replicas = self.replicas(),
             "Redis limiter reachable: sharing the budget with the other replicas."
         );
