@@ -434,3 +434,73 @@ fn check_config_names_the_endpoint_and_its_backup_and_warns_of_a_region_tencent_
         "{text}"
     );
 }
+
+#[test]
+fn check_config_names_the_redis_mode_it_will_use_never_a_password() {
+    let check = |vars: &[(&str, &str)]| {
+        let mut command = timgate();
+        command
+            .arg("check-config")
+            .env("TIMGATE__TENCENT__SDKAPPID", "1400000000")
+            .env("TIMGATE__TENCENT__SECRET_KEY", "k")
+            .env("TIMGATE__LIMITS__BACKEND", "redis");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        run(&mut command)
+    };
+    for (vars, shown) in [
+        (
+            vec![("TIMGATE__LIMITS__REDIS_URL", "redis://:hunter22@h:6379")],
+            "limits backend redis standalone redis://:***@h:6379 (timeout 200 ms)",
+        ),
+        (
+            vec![
+                ("TIMGATE__LIMITS__REDIS_URL", "rediss://u:hunter22@h:6380"),
+                ("TIMGATE__LIMITS__REDIS_TIMEOUT_MS", "150"),
+            ],
+            "limits backend redis TLS rediss://u:***@h:6380 (timeout 150 ms)",
+        ),
+        (
+            vec![
+                (
+                    "TIMGATE__LIMITS__REDIS_SENTINELS",
+                    "redis://:hunter22@s1:26379,redis://s2:26379",
+                ),
+                ("TIMGATE__LIMITS__REDIS_SENTINEL_MASTER", "mymaster"),
+            ],
+            "limits backend redis Sentinel master \"mymaster\" via redis://:***@s1:26379, \
+             redis://s2:26379 (timeout 200 ms)",
+        ),
+        (
+            vec![(
+                "TIMGATE__LIMITS__REDIS_CLUSTER_NODES",
+                "redis://:hunter22@a:7000,redis://b:7000",
+            )],
+            "limits backend redis Cluster seeds redis://:***@a:7000, redis://b:7000 (timeout 200 ms)",
+        ),
+    ] {
+        let output = check(&vars);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{vars:?}: {}",
+            stderr(&output)
+        );
+        assert!(text.contains(shown), "{vars:?}: {text}");
+        assert!(!text.contains("hunter22"), "{text}");
+    }
+    // A problem in a list given by the environment is masked too.
+    let output = check(&[(
+        "TIMGATE__LIMITS__REDIS_CLUSTER_NODES",
+        "http://:hunter22@a:7000",
+    )]);
+    assert_eq!(output.status.code(), Some(64));
+    let text = stderr(&output);
+    assert!(
+        text.contains("limits.redis_cluster_nodes: \"http://:***@a:7000\""),
+        "{text}"
+    );
+    assert!(!text.contains("hunter22"), "{text}");
+}

@@ -332,6 +332,10 @@ fn config_keys_in_manifests_exist_and_each_configmap_passes_check_config() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let secret = tmp.path().join("secret-key");
     std::fs::write(&secret, "a-test-secret-key").expect("write the key");
+    // A PEM certificate for the keys that name one (the pod checks read the mounted ones).
+    let pem = tmp.path().join("cert.pem");
+    let certified = rcgen::generate_simple_self_signed(vec!["redis".to_string()]).expect("rcgen");
+    std::fs::write(&pem, certified.cert.pem()).expect("write the certificate");
     let mut problems = Vec::new();
     let mut configs = 0;
     for (origin, doc) in &docs {
@@ -370,6 +374,20 @@ fn config_keys_in_manifests_exist_and_each_configmap_passes_check_config() {
                 "TIMGATE__TENCENT__SECRET_KEY_FILE".to_string(),
                 secret.display().to_string(),
             )];
+            for (key, file) in [
+                ("redis_password_file", &secret),
+                ("redis_key_file", &secret),
+                ("redis_ca_file", &pem),
+                ("redis_cert_file", &pem),
+            ] {
+                if parsed["limits"][key]
+                    .as_str()
+                    .is_some_and(|p| !p.is_empty())
+                {
+                    let var = format!("TIMGATE__LIMITS__{}", key.to_ascii_uppercase());
+                    env.push((var, file.display().to_string()));
+                }
+            }
             if parsed["tencent"]["sdkappid"].is_null() {
                 env.push(("TIMGATE__TENCENT__SDKAPPID".into(), "1400000000".into()));
             }

@@ -218,5 +218,24 @@ async fn a_frozen_redis_is_noticed_within_the_command_timeout() {
         figures.push((timeout, noticed));
         until("the budget comes back", || shared.is_up()).await;
     }
-    eprintln!("frozen Redis noticed (timeout, after): {figures:?}");
+    eprintln!("frozen Redis noticed by a reservation (timeout, after): {figures:?}");
+    // An idle replica, with no reservation to time out, notices at its next announcement (every
+    // second) and says so in its metric.
+    let metrics = Metrics::new();
+    metrics.register_limiter();
+    let target = RedisTarget::standalone(&redis.url());
+    let idle = Shared::new(&target, "idle", 1, window, metrics.clone());
+    tokio::spawn(Shared::run(Arc::downgrade(&idle)));
+    until("the idle budget connects", || idle.is_up()).await;
+    redis.freeze();
+    let frozen = Instant::now();
+    until("the idle replica notices", || !idle.is_up()).await;
+    let noticed = frozen.elapsed();
+    redis.thaw();
+    assert_eq!(metrics.limiter_backend_up.get(), 0, "and reports it");
+    assert!(
+        noticed < Duration::from_secs(1) + target.timeout + Duration::from_secs(1),
+        "an idle replica noticed after {noticed:?}"
+    );
+    eprintln!("frozen Redis noticed by an idle replica after {noticed:?}");
 }

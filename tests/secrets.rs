@@ -113,7 +113,8 @@ fn cases() -> Vec<Case> {
         "url, not a Redis scheme",
         format!("{t}secret_key = \"{KEY}\"\n{redis} = \"http://u:{PASSWORD}@127.0.0.1\""),
         "limits.redis_url: \"http://u:***@127.0.0.1\" is not a Redis URL (scheme \"http\"); \
-         use redis://host[:port][/db], unix:///path or redis+unix:///path",
+         use redis://host[:port][/db], rediss://host[:port][/db], unix:///path or \
+         redis+unix:///path",
     );
     let copied = format!("[server]\nlisten = \"{TOKEN}\"\nauth_tokens = [\"{TOKEN}\"]\n");
     case(

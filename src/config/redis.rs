@@ -100,7 +100,9 @@ impl RedisTarget {
             (true, true) => " over mutual TLS",
         };
         match &self.mode {
-            RedisMode::Standalone(_) if self.tls() => format!("TLS{tls} {urls}"),
+            RedisMode::Standalone(_) if self.tls() => {
+                format!("{} {urls}", tls.trim_start_matches(" over "))
+            }
             RedisMode::Standalone(_) => format!("standalone {urls}"),
             RedisMode::Sentinel { master, .. } => {
                 format!("Sentinel{tls} master {master:?} via {urls}")
@@ -166,10 +168,15 @@ pub(super) fn check(l: &RawLimits, p: &mut Problems) -> Option<RedisTarget> {
     };
     let target = RedisTarget {
         mode,
-        ca_file: file("limits.redis_ca_file", &l.redis_ca_file, p),
-        cert_file: file("limits.redis_cert_file", &l.redis_cert_file, p),
-        key_file: file("limits.redis_key_file", &l.redis_key_file, p),
-        password_file: file("limits.redis_password_file", &l.redis_password_file, p),
+        ca_file: file("limits.redis_ca_file", &l.redis_ca_file, true, p),
+        cert_file: file("limits.redis_cert_file", &l.redis_cert_file, true, p),
+        key_file: file("limits.redis_key_file", &l.redis_key_file, false, p),
+        password_file: file(
+            "limits.redis_password_file",
+            &l.redis_password_file,
+            false,
+            p,
+        ),
         timeout: Duration::from_millis(l.redis_timeout_ms),
     };
     files_without_tls(l, target.tls(), p);
@@ -202,14 +209,20 @@ fn files_without_tls(l: &RawLimits, tls: bool, p: &mut Problems) {
     }
 }
 
-/// A file key: unset, or a file readable now (it is read again at each connection).
-fn file(key: &str, path: &str, p: &mut Problems) -> Option<PathBuf> {
+/// A file key: unset, or a file readable now (it is read again at each connection), holding PEM
+/// certificates where `certs`.
+fn file(key: &str, path: &str, certs: bool, p: &mut Problems) -> Option<PathBuf> {
     if path.is_empty() {
         return None;
     }
     match std::fs::read(path) {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
             p.add(key, format!("{path} is empty"));
+        }
+        Ok(bytes) if certs => {
+            if let Err(why) = crate::tls::parse_certs(&bytes) {
+                p.add(key, format!("{path}: {why}"));
+            }
         }
         Ok(_) => {}
         Err(e) => p.add(key, format!("cannot read {path}: {e}")),
@@ -260,3 +273,7 @@ fn urls(key: &str, urls: &[String], unix_ok: bool, p: &mut Problems) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "redis_tests.rs"]
+mod tests;

@@ -65,6 +65,7 @@ pub(crate) fn check(
     };
     let config = runtime.config(defaults, &tools::toml(&tools::python()?, toml));
     check_secret_key(&runtime, &config, &mut p);
+    check_redis_files(&runtime, &config, &mut p);
     let (listen, admin) = run_check_config(&runtime, &config_path, &config, &mut p)?;
     check_ports_and_probes(container, listen, admin, &mut p);
     let proxy_service = check_exposure(docs, pod, listen, &config, &mut p);
@@ -118,6 +119,38 @@ fn check_secret_key(runtime: &Runtime, config: &Value, p: &mut impl FnMut(String
     }
 }
 
+/// The keys that name a file the pod mounts: `check-config` reads them where they were laid out.
+const FILE_KEYS: [(&str, &str); 6] = [
+    ("tencent", "secret_key_file"),
+    ("tencent", "ca_file"),
+    ("limits", "redis_ca_file"),
+    ("limits", "redis_cert_file"),
+    ("limits", "redis_key_file"),
+    ("limits", "redis_password_file"),
+];
+
+/// The Redis password and the client key come from a mounted Secret; the CA and the client
+/// certificate from any mounted file (a ConfigMap will do: they are not secret).
+fn check_redis_files(runtime: &Runtime, config: &Value, p: &mut impl FnMut(String)) {
+    for (key, secret) in [
+        ("redis_password_file", true),
+        ("redis_key_file", true),
+        ("redis_ca_file", false),
+        ("redis_cert_file", false),
+    ] {
+        let file = config["limits"][key].as_str().unwrap_or("");
+        match runtime.files.get(Path::new(file)) {
+            _ if file.is_empty() => {}
+            Some((Source::Secret, _)) => {}
+            Some(_) if !secret => {}
+            Some(_) => p(format!(
+                "limits.{key} {file} is mounted, but not from a Secret"
+            )),
+            None => p(format!("limits.{key} {file} is not a mounted file")),
+        }
+    }
+}
+
 /// Runs the real binary's `check-config` on the container's files and environment, laid out in a
 /// temporary directory (file paths in the configuration follow them); returns the listeners it
 /// printed.
@@ -130,16 +163,11 @@ fn run_check_config(
     let tmp = tempfile::tempdir().expect("temp dir");
     runtime.materialize(tmp.path());
     let mut env = runtime.timgate_env();
-    for (key, var) in [
-        ("secret_key_file", "SECRET_KEY_FILE"),
-        ("ca_file", "CA_FILE"),
-    ] {
-        if let Some(path) = config["tencent"][key].as_str().filter(|p| !p.is_empty()) {
+    for (section, key) in FILE_KEYS {
+        if let Some(path) = config[section][key].as_str().filter(|p| !p.is_empty()) {
             let moved = runtime::local(tmp.path(), Path::new(path));
-            env.push((
-                format!("TIMGATE__TENCENT__{var}"),
-                moved.display().to_string(),
-            ));
+            let var = format!("TIMGATE__{section}__{key}").to_ascii_uppercase();
+            env.push((var, moved.display().to_string()));
         }
     }
     let out = binary::check_config(&runtime::local(tmp.path(), config_path), &env);

@@ -275,13 +275,14 @@ impl Sentinel {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let no_delay = ["--repl-diskless-sync-delay".to_string(), "0".into()];
-        let master = Redis::start_with("redis-server", free_port(), &no_delay, None)?;
+        // Both in the temp dir: a replica writes the master's data there as it syncs.
+        let master = Redis::start_with("redis-server", free_port(), &no_delay, Some(dir.path()))?;
         let replicaof = [
             "--replicaof".to_string(),
             "127.0.0.1".into(),
             master.port.to_string(),
         ];
-        let replica = Redis::start_with("redis-server", free_port(), &replicaof, None)?;
+        let replica = Redis::start_with("redis-server", free_port(), &replicaof, Some(dir.path()))?;
         wait_synced(replica.port);
         let conf = dir.path().join("sentinel.conf");
         std::fs::write(

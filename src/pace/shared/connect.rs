@@ -134,7 +134,11 @@ pub(super) async fn connect(
                 .iter()
                 .map(|url| info(url))
                 .collect::<Result<Vec<ConnectionInfo>, String>>()?;
-            let first = infos[0].redis_settings().clone();
+            let first = infos
+                .first()
+                .ok_or("no Sentinel URL")?
+                .redis_settings()
+                .clone();
             let addrs = infos.iter().map(|info| info.addr().clone());
             let mut builder = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
                 .map_err(|e| e.to_string())?
@@ -166,7 +170,11 @@ pub(super) async fn connect(
                 .iter()
                 .map(|url| info(url))
                 .collect::<Result<Vec<ConnectionInfo>, String>>()?;
-            let first = infos[0].redis_settings().clone();
+            let first = infos
+                .first()
+                .ok_or("no Cluster node")?
+                .redis_settings()
+                .clone();
             let mut builder = ClusterClientBuilder::new(infos.clone())
                 .connection_timeout(CONNECT_TIMEOUT)
                 .response_timeout(target.timeout)

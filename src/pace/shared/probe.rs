@@ -36,7 +36,12 @@ impl Shared {
             if this.is_up() {
                 warned = None;
                 if announced.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
-                    this.announce().await;
+                    // An idle replica learns here that Redis went away (a busy one learns it
+                    // from its reservations): otherwise it would report sharing against a
+                    // dead Redis until its next request.
+                    if let Err(why) = this.announce().await {
+                        let _: Option<()> = this.down(&why);
+                    }
                     announced = Some(Instant::now());
                 }
                 continue;
@@ -80,10 +85,8 @@ impl Shared {
     }
 
     /// Renews this replica's announcement and reads how many are alive.
-    async fn announce(&self) -> bool {
-        let Some(mut conn) = self.connection() else {
-            return false;
-        };
+    async fn announce(&self) -> Result<(), String> {
+        let mut conn = self.connection().ok_or("no connection")?;
         let mut call = self.announce.prepare_invoke();
         call.key(format!("{}:replicas", self.prefix))
             .arg(&self.id)
@@ -93,9 +96,11 @@ impl Shared {
             Ok(Ok(alive)) if alive > 0 => {
                 self.replicas.store(alive as usize, Ordering::SeqCst);
                 self.metrics.limiter_replicas.set(alive);
-                true
+                Ok(())
             }
-            _ => false,
+            Ok(Ok(alive)) => Err(format!("{alive} replicas announced")),
+            Ok(Err(e)) => Err(self.scrub(&e.to_string())),
+            Err(_) => Err("no answer in time".into()),
         }
     }
 
@@ -132,7 +137,8 @@ impl Shared {
             return Err(why);
         }
         drop(closed);
-        self.announce().await;
+        // Failing, it is tried again within a second (`run`), and says then that Redis is away.
+        let _ = self.announce().await;
         self.metrics.limiter_backend_up.set(1);
         tracing::info!(
             redis = self.shown.as_str(),
