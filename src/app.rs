@@ -59,6 +59,7 @@ impl App {
         metrics.usersig_expiry.set(signer.expires_at() as f64);
         let upstream = Upstream::new(&config, &metrics)?;
         let gateway = Arc::new(Gateway::new(&config, signer, upstream, metrics.clone()));
+        gateway.start_queue();
         let listener = bind(config.server.listen, "server.listen").await?;
         let admin_listener = bind(config.server.admin_listen, "server.admin_listen").await?;
         Ok(App {
@@ -154,7 +155,12 @@ impl App {
             move |req| {
                 // Boxed here, where the request is moved into it: a block that took the request
                 // and called `handle` inside would hold it twice while the request waits.
-                let answering = Box::pin(gateway.clone().handle(req));
+                let answering: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+                    if crate::gateway::durable::is_job_request(&req) {
+                        Box::pin(gateway.clone().job(req))
+                    } else {
+                        Box::pin(gateway.clone().handle(req))
+                    };
                 async move { Ok(answering.await) }
             }
         };

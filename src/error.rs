@@ -91,6 +91,20 @@ pub enum Error {
         /// When a retry has a chance.
         retry_after: Duration,
     },
+    /// Durable mode: the queue's Redis cannot take the write now, so it is not accepted.
+    #[error("the durable queue cannot take writes now ({0}); nothing was accepted, retry")]
+    QueueUnavailable(String),
+    /// `GET /timgate/jobs/<id>` for a job that is unknown, or whose answer is no longer kept.
+    #[error("no such job: {0} (unknown, or its answer is past queue.result_ttl_secs)")]
+    JobNotFound(String),
+    /// A durable write that could not be sent within its deadline (`queue.max_age_secs` for an
+    /// async one): it was never sent.
+    #[error("the write waited {0:?} in the durable queue, past its deadline; it was not sent")]
+    JobExpired(Duration),
+    /// A caller waited for a durable write's answer, and it did not come in time; the write is
+    /// kept and may still be sent: its job says.
+    #[error("no answer from the durable queue in time; the write is kept, see /timgate/jobs/{0}")]
+    QueueNoAnswer(String),
     /// No connection to the upstream could be made: nothing was sent.
     #[error("upstream unreachable: {0}")]
     UpstreamConnect(String),
@@ -137,6 +151,10 @@ pub const REJECTION_REASONS: &[&str] = &[
     "daily_cap_unknown",
     "shutting_down",
     "overloaded",
+    "queue_unavailable",
+    "job_not_found",
+    "job_expired",
+    "queue_no_answer",
     "config",
     "internal",
 ];
@@ -194,7 +212,11 @@ impl Error {
             Error::GroupBusy { .. } | Error::AppBusy { .. } | Error::DailyCap { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Error::ShuttingDown | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ShuttingDown | Error::Overloaded { .. } | Error::QueueUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::JobNotFound(_) => StatusCode::NOT_FOUND,
+            Error::JobExpired(_) | Error::QueueNoAnswer(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -216,7 +238,9 @@ impl Error {
             Error::GroupBusy { .. } => 10049, // as Tencent's own group write limit
             Error::AppBusy { .. } | Error::DailyCap { .. } => APP_BUSY,
             Error::ShuttingDown => SHUTTING_DOWN,
-            Error::Overloaded { .. } => OVERLOADED,
+            Error::Overloaded { .. } | Error::QueueUnavailable(_) => OVERLOADED,
+            Error::JobNotFound(_) => NOT_FOUND,
+            Error::JobExpired(_) | Error::QueueNoAnswer(_) => UPSTREAM_TIMEOUT,
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => UPSTREAM_UNREACHABLE,
             Error::UpstreamTimeout(_) => UPSTREAM_TIMEOUT,
             Error::Config(_) | Error::Internal(_) => INTERNAL,
@@ -243,6 +267,10 @@ impl Error {
             Error::DailyCap { known: false, .. } => "daily_cap_unknown",
             Error::ShuttingDown => "shutting_down",
             Error::Overloaded { .. } => "overloaded",
+            Error::QueueUnavailable(_) => "queue_unavailable",
+            Error::JobNotFound(_) => "job_not_found",
+            Error::JobExpired(_) => "job_expired",
+            Error::QueueNoAnswer(_) => "queue_no_answer",
             Error::UpstreamConnect(_) | Error::UpstreamUnreachable(_) => "upstream_unreachable",
             Error::UpstreamTimeout(_) => "upstream_timeout",
             Error::Config(_) => "config",
@@ -354,6 +382,10 @@ mod tests {
             Error::Overloaded {
                 retry_after: Duration::ZERO,
             },
+            Error::QueueUnavailable(String::new()),
+            Error::JobNotFound(String::new()),
+            Error::JobExpired(Duration::ZERO),
+            Error::QueueNoAnswer(String::new()),
             Error::Config(ConfigError::one("x")),
             Error::Internal(String::new()),
         ];

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod memory;
 pub mod metrics;
 pub mod pace;
+pub mod queue;
 pub mod retry;
 pub mod server;
 pub mod signer;

@@ -142,6 +142,7 @@ impl RawConfig {
                 "must not be below retry.base_delay_ms",
             );
         }
+        let queue = super::queue::check(&self.queue, &limits, &mut p);
         let allow = check_allow(&self.apis.allow, &mut p);
         super::limits::check_api_limits(&self.limits, &allow, &mut p);
         let format = match self.log.format.as_str() {
@@ -179,6 +180,7 @@ impl RawConfig {
             retry,
             allow,
             log,
+            queue,
         })
     }
 }

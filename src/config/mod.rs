@@ -4,6 +4,7 @@
 mod check;
 mod known;
 mod limits;
+mod queue;
 mod raw;
 pub mod redact;
 mod redis;
@@ -18,6 +19,7 @@ use crate::tencent::apis::{self, Limit, Rate};
 use config::{Environment, File, FileFormat};
 
 pub use check::ConfigError;
+pub use queue::{QueueConfig, QueueFallback};
 pub use raw::RawConfig;
 pub use redis::{RedisMode, RedisTarget};
 
@@ -41,6 +43,8 @@ pub struct Config {
     pub allow: Vec<String>,
     /// Logging.
     pub log: LogConfig,
+    /// The durable queue.
+    pub queue: QueueConfig,
 }
 
 /// `[server]`, checked.

@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub apis: RawApis,
     /// `[log]`
     pub log: RawLog,
+    /// `[queue]`
+    pub queue: RawQueue,
 }
 
 /// `[server]`: the listeners and what callers may send.
@@ -233,4 +235,27 @@ pub struct RawLog {
     pub format: String,
     /// A tracing filter directive.
     pub level: String,
+}
+
+/// `[queue]`: the durable write queue on Redis Streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// Append every accepted group write to a Redis Stream before answering or queueing it.
+    pub durable: bool,
+    /// Streams the groups are spread over (by a hash of the GroupId).
+    pub partitions: u32,
+    /// How long a job's answer is kept for `GET /timgate/jobs/<id>`, in seconds.
+    pub result_ttl_secs: u64,
+    /// How long an async write may wait for its send, in seconds.
+    pub max_age_secs: u64,
+    /// `"refuse"` (503 while Redis is away) or `"memory"` (today's in-memory queue, said in a
+    /// header).
+    pub fallback: String,
+    /// How long a partition's lease lasts without renewal, in milliseconds.
+    pub lease_ms: u64,
+    /// Replicas of Redis that must hold an append before it is acknowledged (`WAIT`); 0: none.
+    pub wait_replicas: u32,
+    /// How long `WAIT` waits for them, in milliseconds.
+    pub wait_timeout_ms: u64,
 }

@@ -37,6 +37,8 @@ pub(super) struct Begun<B> {
     pub(super) declared: u64,
     /// How long it may wait, or why the header asking for it is wrong.
     pub(super) max_wait: Result<Duration, Error>,
+    /// The caller asked for `202 Accepted` at once (`Prefer: respond-async`, durable mode).
+    pub(super) respond_async: bool,
     pub(super) held: memory::Charge,
 }
 
@@ -66,12 +68,14 @@ impl Gateway {
             return Err((Some(route), Error::BodyTooLarge { limit }, None));
         }
         let max_wait = Self::max_wait(&live, &parts.headers);
+        let respond_async = super::durable::prefers_async(&parts.headers);
         Ok(Begun {
             live,
             route,
             body,
             declared,
             max_wait,
+            respond_async,
             held,
         })
     }
@@ -94,7 +98,7 @@ impl Gateway {
         Ok(live.max_wait.min(Duration::from_millis(millis)))
     }
 
-    fn authorize(live: &Live, headers: &HeaderMap) -> Result<(), Error> {
+    pub(super) fn authorize(live: &Live, headers: &HeaderMap) -> Result<(), Error> {
         if live.auth_tokens.is_empty() || live.auth_tokens.admit(headers) {
             Ok(())
         } else {

@@ -42,6 +42,11 @@ pub(super) struct Live {
     /// Most members in one batch: a group's queue bound, so a batch is never a bigger pile of
     /// waiting callers than a full queue.
     pub(super) batch_cap: usize,
+    /// The spacing of a group's writes (durable mode estimates a write's wait with it).
+    pub(super) group_spacing: Duration,
+    /// How long past its deadline a durable write can still be on the wire (every attempt and
+    /// the backoffs between them): a caller waiting for its answer waits this much longer.
+    pub(super) send_time: Duration,
 }
 
 impl Live {
@@ -70,6 +75,12 @@ impl Live {
             daily_margin: config.limits.max_wait + config.upstream.request_timeout,
             coalesce: config.limits.coalesce,
             batch_cap: config.limits.max_queue_per_group,
+            group_spacing: crate::pace::interval(
+                config.limits.group_writes_per_second,
+                config.limits.window_guard,
+            ),
+            send_time: (config.upstream.request_timeout + config.retry.max_delay)
+                * config.retry.max_attempts,
         }
     }
 

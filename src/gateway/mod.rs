@@ -5,9 +5,12 @@
 pub mod answer;
 mod auth;
 mod coalesce;
+pub mod durable;
 mod head;
 mod live;
 mod outcome;
+mod owner;
+mod owner_send;
 mod place;
 
 use std::future::Future;
@@ -17,15 +20,17 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use http::{Request, Response};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::error::Error;
 use crate::memory::{self, MemoryGuard};
 use crate::metrics::Metrics;
 use crate::pace::Pacer;
+use crate::queue::Queue;
 use crate::retry::send::{Forwarder, Job};
 use crate::server::Body;
 use crate::signer::Signer;
 use crate::upstream::{Reply, Upstream};
+use durable::Enqueued;
 use head::{Begun, request_id};
 use live::{Live, Route};
 use place::{Checked, Place};
@@ -63,6 +68,10 @@ pub struct Gateway {
     metrics: Metrics,
     memory: MemoryGuard,
     draining: AtomicBool,
+    /// The durable queue (`queue.durable`).
+    queue: Option<Arc<Queue>>,
+    /// The durable queue's partitions this replica owns.
+    owners: owner::Owners,
 }
 
 impl Gateway {
@@ -92,6 +101,21 @@ impl Gateway {
         let forwarder = Arc::new(forwarder);
         let budget = memory::budget(config.server.memory_limit_bytes, &config.server.cgroup_root);
         let memory = MemoryGuard::new(budget, &metrics.pressure);
+        let queue = match &config.limits.backend {
+            Backend::Redis(target) if config.queue.durable => {
+                metrics.register_queue();
+                let l = &config.limits;
+                Some(Arc::new(Queue::new(
+                    target,
+                    &config.queue,
+                    &l.redis_prefix,
+                    config.tencent.sdkappid,
+                    (l.max_queue_per_group, l.max_queued),
+                    metrics.queue.clone(),
+                )))
+            }
+            _ => None,
+        };
         Gateway {
             live: RwLock::new(Arc::new(live)),
             pacer,
@@ -99,6 +123,8 @@ impl Gateway {
             metrics,
             memory,
             draining: AtomicBool::new(false),
+            queue,
+            owners: owner::Owners::default(),
         }
     }
 
@@ -180,6 +206,8 @@ impl Gateway {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         async move {
+            // Durable mode with Redis away and `queue.fallback = "memory"`: said in a header.
+            let mut in_memory = false;
             let processed: Processed = 'processed: {
                 let Begun {
                     live,
@@ -187,6 +215,7 @@ impl Gateway {
                     body,
                     declared,
                     max_wait,
+                    respond_async,
                     held: _held,
                 } = match begun {
                     Ok(begun) => begun,
@@ -207,6 +236,23 @@ impl Gateway {
                         Box::pin(self.pacer.take_daily(&route.name, cap, live.daily_margin));
                     if let Err(e) = taking.await {
                         break 'processed Err(fail(e));
+                    }
+                }
+                if let Some(queue) = self.durable_queue(&route) {
+                    // Boxed: only a durable write holds this wait's state.
+                    let enqueued = Box::pin(self.clone().enqueue(
+                        queue,
+                        (live.clone(), route.clone()),
+                        &checked,
+                        request_id.clone(),
+                        respond_async,
+                    ));
+                    match enqueued.await {
+                        Enqueued::Answered(verdict) => {
+                            return self.finish(started, &request_id, verdict, None);
+                        }
+                        Enqueued::Refused(e) => break 'processed Err(fail(e)),
+                        Enqueued::Memory => in_memory = true,
                     }
                 }
                 let admission = match self.place(&live, &route, &mut checked, &request_id) {
@@ -246,7 +292,14 @@ impl Gateway {
                     Err(e) => Err(fail(e)),
                 }
             };
-            self.conclude(started, &request_id, processed)
+            let mut response = self.conclude(started, &request_id, processed);
+            if in_memory {
+                response.headers_mut().insert(
+                    durable::QUEUE_HEADER,
+                    http::HeaderValue::from_static("memory"),
+                );
+            }
+            response
         }
     }
 }

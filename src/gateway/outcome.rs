@@ -23,17 +23,17 @@ pub(super) fn shared(shared: Shared, route: Route) -> Processed {
 }
 
 /// What the access log and the request metrics say about one answer.
-struct Verdict {
+pub(super) struct Verdict {
     /// The API label: the route's name, or [`UNROUTED`].
-    api: Arc<str>,
+    pub(super) api: Arc<str>,
     /// `ok`, `fail` (Tencent refused), `invalid`, `rejected` (the gateway refused) or `error`
-    /// (the upstream could not be reached).
-    outcome: &'static str,
+    /// (the upstream could not be reached); `accepted` for a durable write answered 202.
+    pub(super) outcome: &'static str,
     /// Tencent's `ErrorCode`, or the gateway's own.
-    code: i64,
+    pub(super) code: i64,
     /// The gateway's reason, empty for Tencent's answers.
-    reason: &'static str,
-    response: Response<Body>,
+    pub(super) reason: std::borrow::Cow<'static, str>,
+    pub(super) response: Response<Body>,
 }
 
 impl Gateway {
@@ -45,16 +45,28 @@ impl Gateway {
         processed: Processed,
     ) -> Response<Body> {
         let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
+        let verdict = match processed {
+            Ok((route, reply, _)) => Verdict::reply(&self.metrics, route.name, &reply),
+            Err((route, err, _)) => Verdict::error(&self.metrics, route.map(|r| r.name), &err),
+        };
+        self.finish(started, request_id, verdict, shared)
+    }
+
+    /// Counts and logs `verdict` once, with the request-id and coalescing headers.
+    pub(super) fn finish(
+        &self,
+        started: Instant,
+        request_id: &str,
+        verdict: Verdict,
+        shared: Option<usize>,
+    ) -> Response<Body> {
         let Verdict {
             api,
             outcome,
             code,
             reason,
             mut response,
-        } = match processed {
-            Ok((route, reply, _)) => Verdict::reply(&self.metrics, route.name, &reply),
-            Err((route, err, _)) => Verdict::error(&self.metrics, route.map(|r| r.name), &err),
-        };
+        } = verdict;
         let elapsed = started.elapsed();
         self.metrics
             .requests
@@ -76,7 +88,7 @@ impl Gateway {
             api = &*api,
             outcome,
             code,
-            reason,
+            reason = &*reason,
             status = response.status().as_u16(),
             latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
             "Answered."
@@ -99,7 +111,7 @@ impl Verdict {
             api,
             outcome: if reply.code == Some(0) { "ok" } else { "fail" },
             code,
-            reason: "",
+            reason: "".into(),
             response: reply_response(reply),
         }
     }
@@ -121,7 +133,7 @@ impl Verdict {
             api: api.unwrap_or_else(|| Arc::from(UNROUTED)),
             outcome,
             code: err.error_code(),
-            reason: err.reason(),
+            reason: err.reason().into(),
             response: error_response(err),
         }
     }

@@ -3,9 +3,11 @@
 //! a GroupId is never a label.
 
 mod pressure;
+mod queue;
 mod table;
 
 pub use pressure::{ListenerMetrics, PressureMetrics};
+pub use queue::QueueMetrics;
 
 use prometheus::{
     Encoder, Gauge, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
@@ -71,6 +73,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Connections per listener and the memory budget.
     pub pressure: PressureMetrics,
+    /// The durable queue's; exported once [`Metrics::register_queue`] is called.
+    pub queue: QueueMetrics,
 }
 
 impl Metrics {
@@ -112,6 +116,7 @@ impl Metrics {
             build_info: register(r, table::BUILD_INFO.int_gauge_vec()),
             upstream_backup: register(r, table::UPSTREAM_BACKUP.int_gauge()),
             pressure: PressureMetrics::new(r),
+            queue: QueueMetrics::new(),
             registry,
         };
         metrics.start();
@@ -151,6 +156,11 @@ impl Metrics {
                 registered.expect("static metric definitions with unique names");
             }
         }
+    }
+
+    /// Exports the durable queue's metrics (`queue.durable = true`). Again does nothing.
+    pub fn register_queue(&self) {
+        self.queue.register(&self.registry);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A connection to the budget's Redis, whichever the mode: scripts run on it the same way.
 #[derive(Clone)]
-pub(super) enum Conn {
+pub(crate) enum Conn {
     /// One server, or the master a Sentinel named (a failover ends it: the next connection
     /// asks the Sentinels again).
     Single(MultiplexedConnection),
@@ -103,7 +103,7 @@ fn read_files(target: &RedisTarget, secrets: &Mutex<Secrets>) -> Result<Files, S
 
 /// Opens a connection to `target`, each command of which gives up after `target.timeout`.
 /// Errors are the redis crate's, not yet scrubbed.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     target: &RedisTarget,
     secrets: &Mutex<Secrets>,
 ) -> Result<Conn, String> {

@@ -6,6 +6,7 @@
 
 mod clock;
 mod connect;
+pub(crate) use connect::{Conn, connect};
 mod daily;
 pub use daily::Daily;
 mod probe;
