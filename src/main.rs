@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use timgate::app::{App, Reloader, bind};
-use timgate::config::{Backend, Config, LogFormat, SecretSource, Share, redact};
+use timgate::config::{Backend, Config, LogFormat, QueueFallback, SecretSource, Share, redact};
 use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::error::Error;
 use timgate::signer::Signer;
@@ -199,6 +199,23 @@ fn check_config(file: Option<&std::path::Path>) -> Result<(), Error> {
                 },
                 l.max_in_flight_per_api
             );
+            let q = &config.queue;
+            if q.durable {
+                println!(
+                    "  queue durable: {} partitions  lease {} ms  fallback {}  wait_replicas {}  result_ttl {} s  max_age {} s",
+                    q.partitions,
+                    q.lease.as_millis(),
+                    match q.fallback {
+                        QueueFallback::Refuse => "refuse (503 while Redis is away)",
+                        QueueFallback::Memory => "memory (in this replica while Redis is away)",
+                    },
+                    q.wait_replicas,
+                    q.result_ttl.as_secs(),
+                    q.max_age.as_secs()
+                );
+            } else {
+                println!("  queue in memory (queue.durable = false)");
+            }
             println!("  allowed APIs: {}", config.allow.join(", "));
             Ok(())
         }

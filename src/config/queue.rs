@@ -100,3 +100,68 @@ pub(super) fn check(q: &RawQueue, limits: &LimitsConfig, p: &mut Problems) -> Qu
         wait_timeout: Duration::from_millis(q.wait_timeout_ms),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, QueueFallback};
+
+    const IDENTITY: &str = "[tencent]\nsdkappid = 1\nsecret_key = \"k\"\n";
+    const REDIS: &str = "[limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n";
+
+    fn problems(layers: &[&str]) -> Vec<String> {
+        let mut all = vec![IDENTITY];
+        all.extend_from_slice(layers);
+        Config::from_toml_layers(&all)
+            .expect_err("refused")
+            .problems
+    }
+
+    #[test]
+    fn durable_needs_the_redis_backend_and_defaults_are_sane() {
+        let off = Config::from_toml_layers(&[IDENTITY]).expect("defaults");
+        assert!(!off.queue.durable);
+        assert_eq!(off.queue.partitions, 16);
+        assert_eq!(off.queue.fallback, QueueFallback::Refuse);
+        assert_eq!(
+            problems(&["[queue]\ndurable = true\n"]),
+            [
+                "queue.durable: needs limits.backend = \"redis\": the queue is kept in the budget's Redis"
+            ]
+        );
+        let on = Config::from_toml_layers(&[
+            IDENTITY,
+            REDIS,
+            "[queue]\ndurable = true\nfallback = \"memory\"\n",
+        ])
+        .expect("durable on Redis");
+        assert!(on.queue.durable);
+        assert_eq!(on.queue.fallback, QueueFallback::Memory);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key() {
+        let bad = "[queue]\npartitions = 0\nfallback = \"disk\"\nlease_ms = 100\nresult_ttl_secs = 0\n\
+                   max_age_secs = 0\nwait_replicas = 1\nwait_timeout_ms = 0\n";
+        let found = problems(&[REDIS, bad]);
+        for key in [
+            "queue.partitions",
+            "queue.fallback",
+            "queue.lease_ms",
+            "queue.result_ttl_secs",
+            "queue.max_age_secs",
+            "queue.wait_timeout_ms",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(key)),
+                "{key} in {found:?}"
+            );
+        }
+        let slow_wait = "[queue]\nwait_replicas = 1\nwait_timeout_ms = 500\n";
+        assert!(
+            problems(&[REDIS, slow_wait])
+                .iter()
+                .any(|p| p.contains("below limits.redis_timeout_ms")),
+            "WAIT must answer within the command timeout"
+        );
+    }
+}

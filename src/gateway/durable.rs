@@ -121,9 +121,13 @@ impl Gateway {
         }
         let mut waiting = Waiters::wait(&queue, job.clone());
         let within = wait + live.send_time;
-        match tokio::time::timeout(within, waiting.answer()).await {
-            Ok(Some(stored)) => Enqueued::Answered(Verdict::stored(&self, route.name, &stored)),
-            _ => Enqueued::Refused(Error::QueueNoAnswer(job.to_string())),
+        tokio::select! {
+            answered = tokio::time::timeout(within, waiting.answer()) => match answered {
+                Ok(Some(stored)) => Enqueued::Answered(Verdict::stored(&self, route.name, &stored)),
+                _ => Enqueued::Refused(Error::QueueNoAnswer(job.to_string())),
+            },
+            // A drain answers by its deadline; the write is kept all the same.
+            () = queue.drained() => Enqueued::Refused(Error::QueueNoAnswer(job.to_string())),
         }
     }
 
@@ -214,6 +218,14 @@ impl Verdict {
             (Some(r), _) if r.starts_with("upstream_") => "error",
             (Some(_), _) => "rejected",
         };
+        if outcome == "rejected"
+            && let Some(reason) = stored.reason.as_deref()
+            && let Some(known) = crate::error::REJECTION_REASONS
+                .iter()
+                .find(|r| **r == reason)
+        {
+            gateway.metrics.rejections.with_label_values(&[known]).inc();
+        }
         if outcome == "fail" && code != 0 {
             gateway
                 .metrics

@@ -168,6 +168,9 @@ impl Gateway {
     pub fn start_draining(&self, by: Instant) {
         self.draining.store(true, Ordering::SeqCst);
         self.pacer.drain(by);
+        if let Some(queue) = &self.queue {
+            queue.drain(by);
+        }
     }
 
     /// Answers one request. Never fails: every error becomes an answer here. Generic over the

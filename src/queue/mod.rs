@@ -67,6 +67,8 @@ pub struct Queue {
     pub waiters: waiters::Waiters,
     /// The queue's metrics.
     pub metrics: QueueMetrics,
+    /// When a drain must have answered every caller waiting here (`None`: not draining).
+    drain_by: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
 }
 
 #[derive(Debug)]
@@ -105,6 +107,24 @@ impl Queue {
             },
             waiters: waiters::Waiters::default(),
             metrics,
+            drain_by: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    /// Starts a drain: callers still waiting here at `by` are answered then (their writes are
+    /// kept, and sent by whichever replica owns their partitions).
+    pub fn drain(&self, by: tokio::time::Instant) {
+        self.drain_by.send_replace(Some(by));
+    }
+
+    /// Resolves when a drain's deadline has come.
+    pub async fn drained(&self) {
+        let mut by = self.drain_by.subscribe();
+        let Ok(by) = by.wait_for(Option::is_some).await.map(|by| *by) else {
+            return std::future::pending().await;
+        };
+        if let Some(by) = by {
+            tokio::time::sleep_until(by).await;
         }
     }
 
