@@ -91,8 +91,11 @@ pub enum Error {
         /// When a retry has a chance.
         retry_after: Duration,
     },
-    /// Durable mode: the queue's Redis cannot take the write now, so it is not accepted.
-    #[error("the durable queue cannot take writes now ({0}); nothing was accepted, retry")]
+    /// Durable mode: the queue's Redis cannot be reached now, so a write is not accepted (or a
+    /// job not read).
+    #[error(
+        "the durable queue's Redis cannot be reached ({0}): no write is accepted and no job read now, retry"
+    )]
     QueueUnavailable(String),
     /// `GET /timgate/jobs/<id>` for a job that is unknown, or whose answer is no longer kept.
     #[error("no such job: {0} (unknown, or its answer is past queue.result_ttl_secs)")]
@@ -285,6 +288,8 @@ impl Error {
             | Error::AppBusy { retry_after, .. }
             | Error::DailyCap { retry_after, .. }
             | Error::Overloaded { retry_after } => Some(*retry_after),
+            // A reconnect is tried at most every 250 ms; a second is a fair first retry.
+            Error::QueueUnavailable(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

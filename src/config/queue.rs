@@ -19,7 +19,7 @@ pub enum QueueFallback {
 }
 
 /// `[queue]`, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     /// Group writes go through the Redis Streams queue.
     pub durable: bool,

@@ -18,17 +18,20 @@ pub enum Fixed {
     Backend,
     /// `log.format`: the subscriber is installed once.
     LogFormat,
+    /// `[queue]`: the durable queue, its partitions and its owner loops are made at the start.
+    Queue,
 }
 
 impl Fixed {
     /// Every part, in the order a reload reports them.
-    const ALL: [Fixed; 6] = [
+    const ALL: [Fixed; 7] = [
         Fixed::Listeners,
         Fixed::Connections,
         Fixed::Tencent,
         Fixed::Upstream,
         Fixed::Backend,
         Fixed::LogFormat,
+        Fixed::Queue,
     ];
 
     /// The name a reload's log line and the SIGHUP tests give the part.
@@ -40,6 +43,7 @@ impl Fixed {
             Fixed::Upstream => "upstream",
             Fixed::Backend => "limits.backend",
             Fixed::LogFormat => "log.format",
+            Fixed::Queue => "queue",
         }
     }
 
@@ -59,6 +63,7 @@ impl Fixed {
             Fixed::Upstream => old.upstream != new.upstream,
             Fixed::Backend => old.limits.backend != new.limits.backend,
             Fixed::LogFormat => old.log.format != new.log.format,
+            Fixed::Queue => old.queue != new.queue,
         }
     }
 
@@ -76,6 +81,7 @@ impl Fixed {
             Fixed::Upstream => new.upstream = old.upstream.clone(),
             Fixed::Backend => new.limits.backend = old.limits.backend.clone(),
             Fixed::LogFormat => new.log.format = old.log.format,
+            Fixed::Queue => new.queue = old.queue.clone(),
         }
     }
 }
@@ -118,6 +124,7 @@ mod tests {
             "[server]\nlisten = \"127.0.0.1:1\"\nidle_timeout_ms = 7000\n",
             "[upstream]\nconnect_timeout_ms = 7\n",
             "[log]\nformat = \"text\"\n",
+            "[queue]\nlease_ms = 3000\n",
         ));
         new.tencent.identifier = "someone".to_string();
         let changed = settle(&old, &mut new);
@@ -130,6 +137,7 @@ mod tests {
                 "tencent",
                 "upstream",
                 "log.format",
+                "queue",
             ]
         );
         assert!(settle(&old, &mut new).is_empty(), "every part was put back");

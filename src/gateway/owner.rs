@@ -181,7 +181,14 @@ async fn own(gateway: Weak<Gateway>, partition: u32, tenure: Arc<Tenure>) {
         }
         match queue.claim(partition, &from).await {
             Ok((entries, next)) => {
-                queue.metrics.redelivered.inc_by(entries.len() as u64);
+                // Of what the previous owner had read, only what it had sent may have reached
+                // Tencent; unknown (Redis away again) counts as sent.
+                let jobs: Vec<_> = entries.iter().map(|e| &e.job).collect();
+                let sent = match queue.were_sent(partition, &jobs).await {
+                    Ok(sent) => sent.into_iter().filter(|s| *s).count(),
+                    Err(_) => entries.len(),
+                };
+                queue.metrics.redelivered.inc_by(sent as u64);
                 entries
                     .into_iter()
                     .for_each(|e| dispatch(&gateway, &work, e));

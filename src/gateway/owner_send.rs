@@ -22,10 +22,6 @@ use crate::tencent::codes;
 use crate::upstream::Reply;
 use crate::validate;
 
-/// Attempts at writing an answer back before the partition is given up (its next owner sends
-/// the write again).
-const COMPLETE_ATTEMPTS: u32 = 5;
-
 impl Gateway {
     /// Takes the next run of `queue`: its first entry, and with coalescing the plain modifies
     /// right behind it whose union stays within Tencent's rules and the batch cap.
@@ -86,14 +82,17 @@ impl Gateway {
             .map(|e| (e.job.clone(), stored.clone()))
             .collect();
         let group = run[0].group.as_str();
-        let mut attempt = 0;
+        // While the tenure lasts the answer is written back, however long Redis takes: an entry
+        // left pending under a live owner would read `sending` and be counted queued for ever.
+        // Once the tenure ends, the next owner sends it again.
+        let mut attempt = 0u32;
         while let Err(e) = queue.complete(partition, group, &jobs).await {
-            attempt += 1;
-            if attempt >= COMPLETE_ATTEMPTS || !tenure.held() {
+            if !tenure.held() {
                 tracing::warn!(partition, error = %e, "Durable queue: an answer could not be written back; the partition's next owner sends the write again.");
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            attempt = attempt.saturating_add(1);
+            tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
         }
         for entry in &run {
             queue.waiters.finish(&entry.job, &stored);
@@ -141,6 +140,17 @@ impl Gateway {
                 Err(e) => return Some(Err(e)),
             }
         };
+        // Marked before its slot is asked for, never between the slot and the send (a Redis
+        // round trip there would send late, into a later second's budget): a next owner then
+        // knows this run may have reached Tencent. A mark Redis did not take costs only that
+        // count; the run is sent all the same.
+        let partition = first.job.partition;
+        let jobs: Vec<_> = run.iter().map(|e| &e.job).collect();
+        if let Some(queue) = &self.queue
+            && let Err(e) = queue.mark_sent(partition, &jobs).await
+        {
+            tracing::debug!(partition, error = %e, "Durable queue: a send could not be marked.");
+        }
         let group: Arc<str> = Arc::from(first.group.as_str());
         let admission = match self
             .pacer

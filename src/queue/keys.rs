@@ -52,6 +52,12 @@ impl Keys {
         self.key(partition, "lease")
     }
 
+    /// The entries of a partition sent to Tencent and not yet ended: a next owner that claims one
+    /// of them knows it may have reached Tencent (a redelivery), and its job reads `sending`.
+    pub fn sent(&self, partition: u32) -> String {
+        self.key(partition, "sent")
+    }
+
     /// The answer of a job, once it has one.
     pub fn result(&self, job: &JobId) -> String {
         self.key(job.partition, &format!("result:{}", job.entry))

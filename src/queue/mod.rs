@@ -8,6 +8,7 @@
 
 mod conn;
 pub mod entry;
+mod jobs;
 pub mod keys;
 mod scripts;
 pub mod waiters;
@@ -21,7 +22,7 @@ use crate::error::Error;
 use crate::metrics::QueueMetrics;
 pub use entry::{Entry, Stored};
 pub use keys::JobId;
-use keys::{CONSUMERS, Keys, TOTAL_FIELD, partition_of};
+use keys::{CONSUMERS, Keys, partition_of};
 
 /// Entries read from a stream at once.
 const READ_COUNT: usize = 64;
@@ -31,7 +32,8 @@ const READ_COUNT: usize = 64;
 pub enum JobState {
     /// In its stream, not yet taken by its partition's owner.
     Queued,
-    /// Taken by its partition's owner: in line for its slot, or on the wire.
+    /// Being sent by its partition's owner: waiting for its slot, on the wire or being retried
+    /// (or begun by an owner that died, and waiting to be sent again); no answer yet.
     Sending,
     /// Ended: its answer.
     Ended(Stored),
@@ -77,6 +79,7 @@ struct Scripts {
     complete: redis::Script,
     lease: redis::Script,
     release: redis::Script,
+    state: redis::Script,
 }
 
 pub use crate::clock::unix_ms;
@@ -104,6 +107,7 @@ impl Queue {
                 complete: redis::Script::new(scripts::COMPLETE),
                 lease: redis::Script::new(scripts::LEASE),
                 release: redis::Script::new(scripts::RELEASE),
+                state: redis::Script::new(scripts::STATE),
             },
             waiters: waiters::Waiters::default(),
             metrics,
@@ -288,7 +292,8 @@ impl Queue {
     ) -> Result<i64, Error> {
         let mut call = self.scripts.complete.prepare_invoke();
         call.key(self.keys.stream(partition))
-            .key(self.keys.counts(partition));
+            .key(self.keys.counts(partition))
+            .key(self.keys.sent(partition));
         call.arg(CONSUMERS)
             .arg(self.config.result_ttl.as_secs().max(1))
             .arg(group);
@@ -318,73 +323,5 @@ impl Queue {
         let mut call = self.scripts.release.prepare_invoke();
         call.key(self.keys.lease(partition)).arg(&self.id);
         self.conn.invoke::<i64>(&call).await.map(|_| ())
-    }
-
-    /// `partition`'s queued writes and the age of its oldest.
-    pub async fn depth(&self, partition: u32) -> Result<(i64, Duration), Error> {
-        let mut count = redis::cmd("HGET");
-        count.arg(self.keys.counts(partition)).arg(TOTAL_FIELD);
-        let queued: Option<i64> = self.conn.query(&count).await?;
-        let mut first = redis::cmd("XRANGE");
-        first
-            .arg(self.keys.stream(partition))
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1);
-        let first: Value = self.conn.query(&first).await?;
-        let oldest = match &first {
-            Value::Array(entries) => entries
-                .first()
-                .and_then(|e| Entry::from_value(partition, e))
-                .map(|e| e.job.added_ms()),
-            _ => None,
-        };
-        let age = oldest.map_or(Duration::ZERO, |at| {
-            Duration::from_millis(unix_ms().saturating_sub(at))
-        });
-        Ok((queued.unwrap_or(0).max(0), age))
-    }
-
-    /// Where `job` stands; `None` when it is unknown or its answer has expired.
-    pub async fn state(&self, job: &JobId) -> Result<Option<JobState>, Error> {
-        let mut get = redis::cmd("GET");
-        get.arg(self.keys.result(job));
-        if let Some(text) = self.conn.query::<Option<String>>(&get).await? {
-            let stored = serde_json::from_str(&text)
-                .map_err(|e| Error::Internal(format!("a job's answer: {e}")))?;
-            return Ok(Some(JobState::Ended(stored)));
-        }
-        let stream = self.keys.stream(job.partition);
-        let mut pending = redis::cmd("XPENDING");
-        pending
-            .arg(&stream)
-            .arg(CONSUMERS)
-            .arg(&job.entry)
-            .arg(&job.entry)
-            .arg(1);
-        match self.conn.query::<Value>(&pending).await {
-            Ok(Value::Array(list)) if !list.is_empty() => return Ok(Some(JobState::Sending)),
-            // No group yet: no owner has read the stream.
-            Ok(_) | Err(Error::QueueUnavailable(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let mut range = redis::cmd("XRANGE");
-        range.arg(&stream).arg(&job.entry).arg(&job.entry);
-        let found: Value = self.conn.query(&range).await?;
-        Ok(matches!(found, Value::Array(list) if !list.is_empty()).then_some(JobState::Queued))
-    }
-
-    /// The answers of `jobs` (all of one partition) that have one.
-    pub async fn results(&self, jobs: &[JobId]) -> Result<Vec<Option<Stored>>, Error> {
-        let mut get = redis::cmd("MGET");
-        for job in jobs {
-            get.arg(self.keys.result(job));
-        }
-        let texts: Vec<Option<String>> = self.conn.query(&get).await?;
-        Ok(texts
-            .into_iter()
-            .map(|t| t.and_then(|t| serde_json::from_str(&t).ok()))
-            .collect())
     }
 }

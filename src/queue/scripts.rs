@@ -20,17 +20,19 @@ redis.call('HINCRBY', KEYS[2], '', 1)
 return {0, id}
 ";
 
-/// Ends jobs of one group: acknowledges and deletes their entries, keeps their answers for the
-/// TTL, and uncounts them (only those still there: a job two owners ended counts once).
-/// KEYS: stream, counts, then each job's result key. ARGV: consumer group, TTL in seconds,
-/// group, then each job's entry id and answer. Returns how many entries it deleted.
+/// Ends jobs of one group: acknowledges and deletes their entries, forgets that they were sent,
+/// keeps their answers for the TTL, and uncounts them (only those still there: a job two owners
+/// ended counts once). KEYS: stream, counts, sent, then each job's result key. ARGV: consumer
+/// group, TTL in seconds, group, then each job's entry id and answer. Returns how many entries it
+/// deleted.
 pub(super) const COMPLETE: &str = r"
 local removed = 0
-for i = 1, #KEYS - 2 do
+for i = 1, #KEYS - 3 do
   local id = ARGV[2 + 2 * i]
   redis.call('XACK', KEYS[1], ARGV[1], id)
+  redis.call('HDEL', KEYS[3], id)
   removed = removed + redis.call('XDEL', KEYS[1], id)
-  redis.call('SET', KEYS[2 + i], ARGV[3 + 2 * i], 'EX', ARGV[2])
+  redis.call('SET', KEYS[3 + i], ARGV[3 + 2 * i], 'EX', ARGV[2])
 end
 if removed > 0 then
   if redis.call('HINCRBY', KEYS[2], ARGV[3], -removed) <= 0 then
@@ -41,6 +43,17 @@ if removed > 0 then
   end
 end
 return removed
+";
+
+/// Where a job stands, read at one moment (an owner ending it between separate reads would make
+/// it look unknown). KEYS: result, sent, stream. ARGV: its entry id. Returns `{3, answer}`,
+/// `{2}` (being sent), `{1}` (queued) or `{0}` (unknown, or its answer expired).
+pub(super) const STATE: &str = r"
+local answer = redis.call('GET', KEYS[1])
+if answer then return {3, answer} end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {2} end
+if #redis.call('XRANGE', KEYS[3], ARGV[1], ARGV[1]) > 0 then return {1} end
+return {0}
 ";
 
 /// Takes or renews a partition's lease. KEYS: lease. ARGV: this replica, the lease in
