@@ -99,8 +99,13 @@ impl Redis {
 }
 
 fn limits(redis: &Redis, durable: bool) -> String {
+    limits_with(redis, durable, "")
+}
+
+/// As [`limits`], with `queue` lines in `[queue]`.
+fn limits_with(redis: &Redis, durable: bool, queue: &str) -> String {
     format!(
-        "[limits]\nbackend = \"redis\"\nredis_url = \"{}\"\n[queue]\ndurable = {durable}\n[log]\nlevel = \"error\"\n",
+        "[limits]\nbackend = \"redis\"\nredis_url = \"{}\"\n[queue]\ndurable = {durable}\n{queue}[log]\nlevel = \"error\"\n",
         redis.url
     )
 }
@@ -271,7 +276,7 @@ async fn memory_per_write() -> (f64, usize) {
 /// From a SIGKILL of the replica owning every partition to the first write the other sends.
 async fn takeover(lease_ms: u64) -> Duration {
     let redis = Redis::start().await;
-    let extra = format!("{}lease_ms = {lease_ms}\n", limits(&redis, true));
+    let extra = limits_with(&redis, true, &format!("lease_ms = {lease_ms}\n"));
     // A (a process) starts first and takes every partition; B (in this process) follows.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -6,6 +6,8 @@
 mod binary;
 #[path = "durable/calls.rs"]
 mod calls;
+#[path = "durable/jobs.rs"]
+mod jobs;
 mod support;
 
 use std::collections::BTreeMap;

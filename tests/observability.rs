@@ -19,13 +19,16 @@ mod support;
 mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use exposition::Scrape;
 use queries::{as_promql, dashboard, dashboard_exprs, metric_names};
+use support::redis::Redis;
 use support::{Client, Gateway, base_toml, tls_emulator};
 use timgate::emulator::EmulatorConfig;
+use tokio::time::Instant;
 use tools::{promtool, promtool_ok, pyyaml, root, yaml};
 
 /// The metrics a gateway exports only with `limits.backend = "redis"`.
@@ -34,6 +37,13 @@ const LIMITER_METRICS: [&str; 3] = [
     "timgate_limiter_fallback_total",
     "timgate_limiter_replicas",
 ];
+
+/// Whether `name` is one of the durable queue's metrics, which only a gateway with
+/// `queue.durable` exports (its partitions' series only while it owns them).
+/// `timgate_queue_wait_seconds` is the in-memory lanes' wait, exported by every gateway.
+fn is_queue_metric(name: &str) -> bool {
+    name.starts_with("timgate_queue_") && !name.starts_with("timgate_queue_wait_seconds")
+}
 
 /// A gateway whose Redis limiter points at a closed port, so that it paces on its fallback share.
 async fn start_without_redis() -> (Gateway, timgate::emulator::Emulator) {
@@ -51,6 +61,40 @@ async fn admin_get(gateway: &Gateway, path: &str) -> (u16, String) {
     (answer.status.as_u16(), body)
 }
 
+/// The /metrics of a durable gateway on a redis-server of its own, once it owns all 16
+/// partitions (the default) and exports their depth: the queue's per-partition gauges exist only
+/// on an owner. `None` where redis-server is missing.
+async fn durable_scrape() -> Option<Scrape> {
+    let redis = Redis::start()?;
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let durable = format!(
+        "[limits]\nbackend = \"redis\"\nredis_url = \"{}\"\n[queue]\ndurable = true\n",
+        redis.url()
+    );
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), &durable]).await;
+    // Leases are taken at once, and each owner exports its depth as it starts reading; the bound
+    // is for a loaded machine.
+    let started = Instant::now();
+    let text = loop {
+        let (status, text) = admin_get(&gateway, "/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        let owns_all = text
+            .lines()
+            .any(|l| l == "timgate_queue_partitions_owned 16");
+        if owns_all && text.contains("timgate_queue_depth{") {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the durable gateway did not own every partition within 30 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    gateway.shutdown().await;
+    drop(redis);
+    Some(Scrape::new(text))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_scenario_reads_back_exactly_and_its_exposition_is_clean() {
     let scrape = Scrape::new(scenario::run().await);
@@ -58,10 +102,14 @@ async fn a_scripted_scenario_reads_back_exactly_and_its_exposition_is_clean() {
     let (gateway, _emulator) = start_without_redis().await;
     let shared = Scrape::new(admin_get(&gateway, "/metrics").await.1);
     gateway.shutdown().await;
-    queries_name_only_exported_metrics(&scrape, &shared);
+    let durable = durable_scrape().await;
+    queries_name_only_exported_metrics(&scrape, &shared, durable.as_ref());
     if promtool() {
         promtool_ok(&["check", "metrics"], scrape.text.as_bytes());
         promtool_ok(&["check", "metrics"], shared.text.as_bytes());
+        if let Some(durable) = &durable {
+            promtool_ok(&["check", "metrics"], durable.text.as_bytes());
+        }
     }
 }
 
@@ -93,8 +141,9 @@ async fn with_redis_away_the_gateway_is_ready_says_degraded_and_exports_the_limi
 
 /// Every `timgate_*` name the dashboard's queries and variables and the alert rules use is in the
 /// scrape (histogram suffixes aside); the limiter's, which only a Redis-backed gateway exports,
-/// in `shared`'s.
-fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape) {
+/// in `shared`'s; the durable queue's, which only a durable gateway exports, in `durable`'s
+/// (skipped when there is none: redis-server is missing).
+fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape, durable: Option<&Scrape>) {
     let mut used = BTreeMap::<String, &str>::new();
     let template = dashboard()["templating"].to_string();
     let rules = std::fs::read_to_string(root().join("deploy/prometheus/rules.yml")).expect("rules");
@@ -107,10 +156,20 @@ fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape) {
             used.entry(name).or_insert(source);
         }
     }
+    if durable.is_none() {
+        eprintln!("skipped: the durable queue's metrics, without redis-server");
+    }
     for (name, source) in &used {
         let by = if LIMITER_METRICS.contains(&name.as_str()) {
             assert!(!scrape.exports(name), "{name} without Redis");
             shared
+        } else if is_queue_metric(name) {
+            assert!(!scrape.exports(name), "{name} without queue.durable");
+            assert!(!shared.exports(name), "{name} without queue.durable");
+            match durable {
+                Some(durable) => durable,
+                None => continue,
+            }
         } else {
             scrape
         };
@@ -191,6 +250,13 @@ fn the_dashboard_takes_its_datasource_and_api_from_variables_and_covers_every_si
         "timgate_limiter_fallback_total",
         "timgate_coalesced_requests_total",
         "timgate_coalesce_batch_size_bucket",
+        "timgate_queue_depth",
+        "timgate_queue_oldest_age_seconds",
+        "timgate_queue_accepted_total",
+        "timgate_queue_async_results_total",
+        "timgate_queue_lease_moves_total",
+        "timgate_queue_redelivered_total",
+        "timgate_queue_partitions_owned",
     ] {
         assert!(used.contains(name), "no panel shows {name}");
     }
@@ -225,7 +291,7 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
         return;
     }
     let out = promtool_ok(&["check", "rules", "deploy/prometheus/rules.yml"], b"");
-    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
     let out = promtool_ok(&["test", "rules", "deploy/prometheus/rules_test.yml"], b"");
     assert!(out.contains("SUCCESS"), "{out}");
 }
@@ -249,7 +315,7 @@ fn every_alert_says_how_bad_and_what_to_do_and_is_unit_tested_both_ways() {
         .iter()
         .flat_map(|g| g["rules"].as_array().expect("rules"))
         .collect();
-    assert_eq!(alerts.len(), 9);
+    assert_eq!(alerts.len(), 11);
     for alert in alerts {
         let name = alert["alert"].as_str().expect("alerting rules only");
         let severity = alert["labels"]["severity"].as_str().unwrap_or("");
