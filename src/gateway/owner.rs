@@ -4,7 +4,7 @@
 //! of plain modifies counts as one, with `limits.coalesce`) through the same pacer, retries and
 //! send path as every write; the answer is written back before the next write of the group.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -86,6 +86,9 @@ struct Work {
     tenure: Arc<Tenure>,
     groups: Mutex<HashMap<String, VecDeque<Entry>>>,
     held: AtomicUsize,
+    /// The entry ids dispatched and not yet ended: a second listing of the same pending entry
+    /// (a claim, then a look at what is pending after a reconnect) sends it once.
+    known: Mutex<HashSet<String>>,
 }
 
 impl Gateway {
@@ -139,7 +142,11 @@ async fn leases(gateway: Weak<Gateway>) {
                 }
                 Ok(Lease::Renewed | Lease::Taken) => {
                     let tenure = Tenure::new(started + lease);
-                    held.insert(partition, tenure.clone());
+                    // Taken while held: Redis lost the lease (a restart without it); the old
+                    // holding stops, and the new one claims what it had.
+                    if let Some(old) = held.insert(partition, tenure.clone()) {
+                        old.lose();
+                    }
                     queue.metrics.lease_moves.inc();
                     tokio::spawn(own(gateway.clone(), partition, tenure));
                 }
@@ -165,6 +172,7 @@ async fn own(gateway: Weak<Gateway>, partition: u32, tenure: Arc<Tenure>) {
         tenure: tenure.clone(),
         groups: Mutex::new(HashMap::new()),
         held: AtomicUsize::new(0),
+        known: Mutex::new(HashSet::new()),
     });
     let queue = match gateway.upgrade().and_then(|gw| gw.queue.clone()) {
         Some(queue) => queue,
@@ -174,6 +182,8 @@ async fn own(gateway: Weak<Gateway>, partition: u32, tenure: Arc<Tenure>) {
     while tenure.held() && queue.ensure_group(partition).await.is_err() {
         tokio::time::sleep(REST).await;
     }
+    // Connections made before the claim need no second look: the claim lists everything pending.
+    let mut looked = queue.connections_made();
     let mut start = Some("0-0".to_string());
     while let Some(from) = start.take() {
         if !tenure.held() {
@@ -206,6 +216,18 @@ async fn own(gateway: Weak<Gateway>, partition: u32, tenure: Arc<Tenure>) {
             shown = Instant::now();
             show_depth(&queue, partition).await;
         }
+        // A new connection since the last look: a read Redis ran may have lost its reply, its
+        // entries pending here unseen. They are found before anything newer is read, so that
+        // they keep their place in their groups' order.
+        let made = queue.connections_made();
+        if made != looked {
+            if look_again(&gateway, &work, &queue).await {
+                looked = made;
+            } else {
+                tokio::time::sleep(REST).await;
+            }
+            continue;
+        }
         let room = HELD_AT_MOST.saturating_sub(work.held.load(Ordering::SeqCst));
         if room == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -227,6 +249,22 @@ async fn own(gateway: Weak<Gateway>, partition: u32, tenure: Arc<Tenure>) {
     tracing::info!(partition, "Durable queue: partition given up.");
 }
 
+/// Dispatches this replica's pending entries of the partition it has not seen (a lost reply's);
+/// `false` when Redis failed on the way (it is tried again).
+async fn look_again(gateway: &Weak<Gateway>, work: &Arc<Work>, queue: &Queue) -> bool {
+    let mut after = "0".to_string();
+    loop {
+        match queue.pending(work.partition, &after).await {
+            Ok((entries, Some(last))) => {
+                entries.into_iter().for_each(|e| dispatch(gateway, work, e));
+                after = last;
+            }
+            Ok((_, None)) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Exports `partition`'s depth and oldest age.
 async fn show_depth(queue: &Queue, partition: u32) {
     if let Ok((depth, age)) = queue.depth(partition).await {
@@ -242,6 +280,9 @@ async fn show_depth(queue: &Queue, partition: u32) {
 
 /// Puts `entry` behind its group's earlier ones; starts the group's sender if none runs.
 fn dispatch(gateway: &Weak<Gateway>, work: &Arc<Work>, entry: Entry) {
+    if !lock(&work.known).insert(entry.job.entry.clone()) {
+        return;
+    }
     let group = entry.group.clone();
     let start = {
         let mut groups = lock(&work.groups);
@@ -275,7 +316,14 @@ async fn drive(gateway: Weak<Gateway>, work: Arc<Work>, group: String) {
             taken
         };
         let count = taken.len();
+        let ids: Vec<String> = taken.iter().map(|e| e.job.entry.clone()).collect();
         gw.send_entries(work.partition, &work.tenure, taken).await;
+        // Ended (acknowledged in Redis) or left for the next owner: either way no longer held.
+        let mut known = lock(&work.known);
+        ids.iter().for_each(|id| {
+            known.remove(id);
+        });
+        drop(known);
         work.held.fetch_sub(count, Ordering::SeqCst);
     }
 }

@@ -4,6 +4,7 @@
 //! away instead of making every caller wait for its own connect timeout.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::FromRedisValue;
@@ -28,6 +29,8 @@ pub(super) struct QueueConn {
     resting: Mutex<Option<Instant>>,
     /// One connect at a time.
     connecting: tokio::sync::Mutex<()>,
+    /// How many connections were made: a change means replies may have been lost in between.
+    made: AtomicU64,
 }
 
 impl std::fmt::Debug for QueueConn {
@@ -52,7 +55,15 @@ impl QueueConn {
             conn: Mutex::new(None),
             resting: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            made: AtomicU64::new(0),
         }
+    }
+
+    /// How many connections were made so far. Redis may have run a command whose reply a broken
+    /// connection lost (an XREADGROUP's entries then sit pending, unseen); a reader that sees this
+    /// change looks again at what it has pending.
+    pub(super) fn made(&self) -> u64 {
+        self.made.load(Ordering::SeqCst)
     }
 
     fn unavailable(&self, why: &str) -> Error {
@@ -77,6 +88,7 @@ impl QueueConn {
         let connected = tokio::time::timeout(CONNECT_WITHIN, connect(&self.target, &self.secrets));
         let why = match connected.await {
             Ok(Ok(conn)) => {
+                self.made.fetch_add(1, Ordering::SeqCst);
                 *lock(&self.conn) = Some(conn.clone());
                 return Ok(conn);
             }

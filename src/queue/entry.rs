@@ -81,6 +81,15 @@ impl Entry {
     }
 }
 
+/// The id of a stream entry `[id, ...]`, whether or not its fields are still there.
+pub(super) fn id_of(value: &Value) -> Option<String> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    let id = bulk(parts.first()?)?;
+    String::from_utf8(id.to_vec()).ok()
+}
+
 /// The bytes of a bulk or simple string.
 pub(super) fn bulk(value: &Value) -> Option<&[u8]> {
     match value {

@@ -257,6 +257,31 @@ impl Queue {
 
     /// The next entries of `partition` no owner has read yet, at most `count`.
     pub async fn read(&self, partition: u32, count: usize) -> Result<Vec<Entry>, Error> {
+        Ok(self.read_from(partition, count, ">").await?.0)
+    }
+
+    /// This replica's own pending entries of `partition` after `after` (`0` for all): what it
+    /// read and has not ended, a lost reply's entries among them. Returns them and the last id
+    /// listed (`None`: none left), deleted entries included so that paging goes on past them.
+    pub async fn pending(
+        &self,
+        partition: u32,
+        after: &str,
+    ) -> Result<(Vec<Entry>, Option<String>), Error> {
+        self.read_from(partition, READ_COUNT, after).await
+    }
+
+    /// How many connections the queue made so far (see [`conn::QueueConn::made`]).
+    pub fn connections_made(&self) -> u64 {
+        self.conn.made()
+    }
+
+    async fn read_from(
+        &self,
+        partition: u32,
+        count: usize,
+        from: &str,
+    ) -> Result<(Vec<Entry>, Option<String>), Error> {
         let mut read = redis::cmd("XREADGROUP");
         read.arg("GROUP")
             .arg(CONSUMERS)
@@ -265,21 +290,23 @@ impl Queue {
             .arg(count.clamp(1, READ_COUNT))
             .arg("STREAMS")
             .arg(self.keys.stream(partition))
-            .arg(">");
+            .arg(from);
         let value: Value = self.conn.query(&read).await?;
         // [[stream, [entry, ...]]], or nil when there is nothing new.
         let Value::Array(streams) = value else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         let mut entries = Vec::new();
+        let mut last = None;
         for stream in &streams {
             if let Value::Array(parts) = stream
                 && let Some(Value::Array(list)) = parts.get(1)
             {
+                last = list.last().and_then(entry::id_of).or(last);
                 entries.extend(list.iter().filter_map(|e| Entry::from_value(partition, e)));
             }
         }
-        Ok(entries)
+        Ok((entries, last))
     }
 
     /// Ends `jobs` of `group` in `partition` with their answers: acknowledged, deleted, uncounted,

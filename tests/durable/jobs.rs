@@ -11,7 +11,7 @@ use timgate::emulator::{DEMO_SDKAPPID, EmulatorConfig};
 use timgate::queue::keys::Keys;
 use tokio::time::Instant;
 
-use crate::calls::{durable, job_location, write};
+use crate::calls::{durable, durable_with, job_location, until, write};
 use crate::support::redis::{Redis, free_port};
 use crate::support::{Client, Gateway, base_toml, emulator_apart};
 
@@ -77,16 +77,37 @@ async fn wait_replicas_says_how_many_replicas_had_the_write() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let emulator = emulator_apart(EmulatorConfig::demo());
-    let layer = durable(&master, "wait_replicas = 1\nwait_timeout_ms = 100\n");
+    // WAIT answers as soon as the replica has the write: a long timeout costs nothing here, and
+    // a loaded machine's slow replica still counts.
+    let layer = durable_with(
+        &master,
+        "redis_timeout_ms = 5000\n",
+        "wait_replicas = 1\nwait_timeout_ms = 4000\n",
+    );
     let gateway = Gateway::start(&[&base_toml(emulator.addr, None), &layer]).await;
     let client = Client::new();
-    let url = gateway.url(MODIFY);
-    let answer = post(&client, &url, write("@TGS#wait", "k", "a"), None).await;
+    let answer = post(
+        &client,
+        &gateway.url(MODIFY),
+        write("@TGS#wait", "k", "a"),
+        None,
+    )
+    .await;
     job_location(&answer);
     assert_eq!(answer.headers["x-timgate-replicas"], "1");
-    // Without its replica the write is still acknowledged, by the master alone, and says so.
+    gateway.shutdown().await;
+    // Without its replica the write is still acknowledged, by the master alone, and says so
+    // (after a short timeout: no replica can count, however long WAIT waits).
     replica.stop();
-    let answer = post(&client, &url, write("@TGS#wait", "k", "b"), None).await;
+    let layer = durable(&master, "wait_replicas = 1\nwait_timeout_ms = 100\n");
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, None), &layer]).await;
+    let answer = post(
+        &client,
+        &gateway.url(MODIFY),
+        write("@TGS#wait", "k", "b"),
+        None,
+    )
+    .await;
     job_location(&answer);
     assert_eq!(answer.headers["x-timgate-replicas"], "0");
     gateway.shutdown().await;
@@ -168,6 +189,11 @@ async fn jobs_are_read_with_the_writes_tokens_and_an_old_write_fails_with_a_reas
         .queue
         .async_results
         .with_label_values(&["failed"]);
+    // Counted by the owner once Redis has the answer, so a reader may see the answer first.
+    until("the failed result counted", Duration::from_secs(30), || {
+        failed.get() == 1
+    })
+    .await;
     assert_eq!(failed.get(), 1);
     gateway.shutdown().await;
 }
