@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench load -- passthrough   # req/s and latency, pacing out of the way
+//! cargo bench --bench load -- instructions  # instructions per request, timgate vs nginx
 //! cargo bench --bench load -- pacing        # accuracy at Tencent's limits vs nginx limit_req
 //! cargo bench --bench load -- memory        # RSS idle, 100,000 queued, drained; start-up
 //! cargo bench --bench load -- faults        # limits through Redis loss and upstream stalls
@@ -16,6 +17,7 @@
 
 mod faults;
 mod held;
+mod instructions;
 mod memory;
 mod passthrough;
 mod report;
@@ -46,6 +48,8 @@ struct Cli {
 enum Mode {
     /// Throughput and latency of timgate, nginx and HAProxy (and no proxy), alternating.
     Passthrough(passthrough::Args),
+    /// Instructions per request of timgate and nginx under callgrind, over a fixed count.
+    Instructions(instructions::Args),
     /// Pacing accuracy at Tencent's limits: timgate, then nginx's limit_req on the same traffic.
     Pacing {
         /// Length of each run in seconds.
@@ -77,6 +81,7 @@ fn main() {
             Mode::Passthrough(args) => passthrough::compare(&args, &mut out).await,
             Mode::Pacing { seconds } => pacing_compare(seconds, &mut out).await,
             Mode::Memory(args) => memory::run(&args, &mut out).await,
+            Mode::Instructions(args) => instructions::run(&args, &mut out).await,
             Mode::Faults => faults::run(&mut out).await,
             Mode::Short => short(&mut out).await,
             Mode::Run(args) => passthrough::single(&args, &mut out).await,

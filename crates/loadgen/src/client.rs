@@ -249,6 +249,37 @@ pub async fn closed_loop(
     (record, start.elapsed())
 }
 
+/// As [`closed_loop`], until `total` requests have been sent, however long that takes (an
+/// instruction count over a fixed number of requests).
+pub async fn counted(
+    target: &Target,
+    connections: usize,
+    total: u64,
+    make: MakeCall,
+) -> (Recorder, Duration) {
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (target, make, seq) = (target.clone(), make.clone(), seq.clone());
+            tokio::spawn(async move {
+                let mut record = Recorder::default();
+                let mut conn = Conn::open(target.addr).await.ok();
+                loop {
+                    let n = seq.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    send_one(&mut conn, &target, &make(n), Instant::now(), &mut record).await;
+                }
+                record
+            })
+        })
+        .collect();
+    let record = gather(workers).await;
+    (record, start.elapsed())
+}
+
 /// An open-loop run at `rate` requests per second over `connections` callers for `duration`.
 /// A request that leaves late because the answer before it on its connection was slow counts
 /// from its scheduled time, so slowness shows in the figures (no coordinated omission); one

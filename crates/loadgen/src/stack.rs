@@ -147,6 +147,16 @@ impl EmulatorStats {
     }
 }
 
+/// How a proxy is run: under a wrapper (a program and its arguments, such as valgrind's; empty:
+/// none), with more arguments after its own (nginx only).
+#[derive(Debug, Default, Clone)]
+pub struct Under {
+    /// The wrapper's program and arguments, before the proxy's.
+    pub wrapper: Vec<String>,
+    /// Arguments after the proxy's own.
+    pub more_args: Vec<String>,
+}
+
 /// A proxy under test, ready to take calls.
 #[derive(Debug)]
 pub struct ProxyProc {
@@ -174,6 +184,29 @@ impl ProxyProc {
         limits: Limits,
         extra_limits: &str,
     ) -> Result<ProxyProc, String> {
+        let plain = Under::default();
+        ProxyProc::start_under(kind, bin, dir, upstream, limits, extra_limits, &plain).await
+    }
+
+    /// As [`ProxyProc::start`], the proxy run as `under` says.
+    pub async fn start_under(
+        kind: Proxy,
+        bin: &Path,
+        dir: &Workdir,
+        upstream: SocketAddr,
+        limits: Limits,
+        extra_limits: &str,
+        under: &Under,
+    ) -> Result<ProxyProc, String> {
+        let more_args = &under.more_args;
+        let command = |program: &Path| match under.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
         let usersig = usersig::generate(
             DEMO_SDKAPPID,
             DEMO_IDENTIFIER,
@@ -191,7 +224,7 @@ impl ProxyProc {
                 let admin = free_addr()?;
                 let toml = conf::timgate(listen, admin, upstream, limits, extra_limits);
                 let path = dir.write("timgate.toml", &toml)?;
-                let mut command = Command::new(bin);
+                let mut command = command(bin);
                 command.arg("--config").arg(&path);
                 let proc = Proc::spawn("timgate", command, &log)?;
                 wait_ready(admin, started).await?;
@@ -204,9 +237,10 @@ impl ProxyProc {
             }
             Proxy::Nginx => {
                 let path = dir.write("nginx.conf", &conf::nginx(dir, listen, upstream, limits))?;
-                let mut command = Command::new(which("nginx")?);
+                let mut command = command(&which("nginx")?);
                 command.arg("-p").arg(&dir.path).arg("-c").arg(&path);
                 command.arg("-e").arg(dir.path.join("nginx-error.log"));
+                command.args(more_args);
                 let proc = Proc::spawn("nginx", command, &log)?;
                 wait_http(listen, "/", started, READY).await?;
                 let mut target = signed(listen);
@@ -215,7 +249,7 @@ impl ProxyProc {
             }
             Proxy::Haproxy => {
                 let path = dir.write("haproxy.cfg", &conf::haproxy(listen, upstream))?;
-                let mut command = Command::new(which("haproxy")?);
+                let mut command = command(&which("haproxy")?);
                 command.arg("-f").arg(&path).arg("-db");
                 let proc = Proc::spawn("haproxy", command, &log)?;
                 wait_http(listen, "/", started, READY).await?;
