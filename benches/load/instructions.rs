@@ -115,7 +115,8 @@ async fn count(
     let pids = [proxy.process().ok_or("no process")?.pid()];
     client::counted(&proxy.target, args.connections, args.warmup, make.clone()).await;
     control("--zero", &pids)?;
-    let (record, _) = client::counted(&proxy.target, args.connections, args.requests, make).await;
+    let (record, elapsed) =
+        client::counted(&proxy.target, args.connections, args.requests, make).await;
     control("--dump", &pids)?;
     // The dump is written by the process itself, at its next scheduling.
     let mut instructions = 0;
@@ -130,10 +131,9 @@ async fn count(
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
     }
-    let summary = record.summary(Duration::from_secs(1));
     Ok(Count {
         instructions,
-        ok: summary.ok,
+        ok: record.summary(elapsed).ok,
     })
 }
 

@@ -228,25 +228,8 @@ pub async fn closed_loop(
     duration: Duration,
     make: MakeCall,
 ) -> (Recorder, Duration) {
-    let seq = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let end = start + duration;
-    let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            let (target, make, seq) = (target.clone(), make.clone(), seq.clone());
-            tokio::spawn(async move {
-                let mut record = Recorder::default();
-                let mut conn = Conn::open(target.addr).await.ok();
-                while Instant::now() < end {
-                    let call = make(seq.fetch_add(1, Ordering::Relaxed));
-                    send_one(&mut conn, &target, &call, Instant::now(), &mut record).await;
-                }
-                record
-            })
-        })
-        .collect();
-    let record = gather(workers).await;
-    (record, start.elapsed())
+    let end = Instant::now() + duration;
+    callers(target, connections, make, Some(end), u64::MAX).await
 }
 
 /// As [`closed_loop`], until `total` requests have been sent, however long that takes (an
@@ -257,6 +240,18 @@ pub async fn counted(
     total: u64,
     make: MakeCall,
 ) -> (Recorder, Duration) {
+    callers(target, connections, make, None, total).await
+}
+
+/// The closed loop's callers: each stops at `end` (when given) or once `total` requests have
+/// been taken, whichever comes first.
+async fn callers(
+    target: &Target,
+    connections: usize,
+    make: MakeCall,
+    end: Option<Instant>,
+    total: u64,
+) -> (Recorder, Duration) {
     let seq = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..connections)
@@ -265,7 +260,7 @@ pub async fn counted(
             tokio::spawn(async move {
                 let mut record = Recorder::default();
                 let mut conn = Conn::open(target.addr).await.ok();
-                loop {
+                while end.is_none_or(|end| Instant::now() < end) {
                     let n = seq.fetch_add(1, Ordering::Relaxed);
                     if n >= total {
                         break;
