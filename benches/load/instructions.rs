@@ -27,6 +27,10 @@ pub(crate) struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
+    /// A directory to copy callgrind's dumps into, for `callgrind_annotate` (where the
+    /// instructions go, function by function).
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -35,6 +39,7 @@ impl Default for Args {
             requests: 4000,
             warmup: 1000,
             connections: 16,
+            keep: None,
         }
     }
 }
@@ -63,8 +68,9 @@ fn control(flag: &str, pids: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
-/// The instructions of `pid`'s newest dump under `prefix` (`<prefix>.<pid>.<n>`).
-fn dumped(prefix: &Path, pid: u32) -> Result<u64, String> {
+/// The instructions of `pid`'s newest dump under `prefix` (`<prefix>.<pid>.<n>`), copied into
+/// `keep` when given.
+fn dumped(prefix: &Path, pid: u32, keep: Option<&Path>) -> Result<u64, String> {
     let dir = prefix.parent().ok_or("no directory")?;
     let stem = format!(
         "{}.{pid}.",
@@ -81,6 +87,11 @@ fn dumped(prefix: &Path, pid: u32) -> Result<u64, String> {
         .max_by_key(|(n, _)| *n)
         .ok_or(format!("no callgrind dump for {pid}"))?;
     let text = std::fs::read_to_string(&newest.1).map_err(|e| e.to_string())?;
+    if let Some(keep) = keep {
+        std::fs::create_dir_all(keep).map_err(|e| e.to_string())?;
+        let to = keep.join(newest.1.file_name().ok_or("no name")?);
+        std::fs::write(&to, &text).map_err(|e| format!("{}: {e}", to.display()))?;
+    }
     text.lines()
         .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -123,7 +134,7 @@ async fn count(
     for pid in &pids {
         let mut tries = 0;
         instructions += loop {
-            match dumped(&prefix, *pid) {
+            match dumped(&prefix, *pid, args.keep.as_deref()) {
                 Ok(n) => break n,
                 Err(e) if tries > 100 => return Err(e),
                 Err(_) => tries += 1,

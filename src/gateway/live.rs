@@ -2,7 +2,6 @@
 //! allow-list, the bearer tokens, the body cap, the default wait and coalescing. Each request reads one
 //! snapshot, so a reload never changes the rules halfway through a request.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ pub(super) struct Route {
 /// One snapshot of the reloadable settings.
 #[derive(Debug)]
 pub(super) struct Live {
-    pub(super) routes: HashMap<String, Route>,
+    pub(super) routes: crate::FastMap<String, Route>,
     /// The bearer tokens' digests, made once here rather than at every request.
     pub(super) auth_tokens: Tokens,
     pub(super) max_body_bytes: usize,

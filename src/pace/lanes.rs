@@ -1,7 +1,7 @@
 //! Lane state behind the pacer's lock: one app lane per API, one group lane per GroupId (its line
 //! is in `group_queue`), the admission arithmetic and the reservation of slots.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,13 +45,12 @@ pub(super) fn respace(rate: &mut Rate, tat: &mut Instant, base: Duration) {
 /// Everything the pacer's lock protects.
 #[derive(Debug)]
 pub(crate) struct Lanes {
-    pub apps: HashMap<Arc<str>, AppLane>,
+    pub apps: crate::FastMap<Arc<str>, AppLane>,
     /// The app's total over every API (`limits.app_total_per_second`), when capped: every
     /// request passes it besides its API's lane.
     pub total: Option<AppLane>,
-    /// Group lanes; foldhash, seeded per process, hashes a GroupId several times faster than
-    /// SipHash, which showed in profiles (each write looks its group up a few times).
-    pub groups: HashMap<Arc<str>, GroupLane, foldhash::fast::RandomState>,
+    /// Group lanes.
+    pub groups: crate::FastMap<Arc<str>, GroupLane>,
     /// Groups that went idle, by when they may be forgotten.
     pub(super) idle: IdleQueue,
     /// Admitted requests without a slot, over all lanes.
@@ -66,7 +65,7 @@ pub(crate) struct Lanes {
     /// same as `settings` for the local backend; `settings` holds the fallback share otherwise.
     pub full: LaneSettings,
     /// When each daily-capped API's calls of the last day were taken (local budget only).
-    pub(super) daily: HashMap<Arc<str>, VecDeque<Instant>>,
+    pub(super) daily: crate::FastMap<Arc<str>, VecDeque<Instant>>,
     /// The limits each API lane is paced by, and the share of them the local lanes keep; none
     /// for lanes made from settings alone (tests, benchmarks): each API then has `settings`'s.
     limits: Option<(Arc<LimitsConfig>, f64)>,
@@ -84,8 +83,8 @@ impl Lanes {
         Lanes {
             apps,
             total: None,
-            daily: HashMap::new(),
-            groups: HashMap::default(),
+            daily: crate::FastMap::default(),
+            groups: crate::FastMap::default(),
             idle: IdleQueue::default(),
             queued: 0,
             group_waiting: 0,

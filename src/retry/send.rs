@@ -2,7 +2,6 @@
 //! retry through the pacer again. Runs in its own task, so a caller who hangs up once the slot
 //! has come never leaves its group held mid-answer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -51,7 +50,7 @@ pub(crate) struct Forwarder {
     upstream: Upstream,
     pacer: Pacer,
     policy: RwLock<RetryPolicy>,
-    budgets: RwLock<HashMap<Arc<str>, Arc<RetryBudget>>>,
+    budgets: RwLock<crate::FastMap<Arc<str>, Arc<RetryBudget>>>,
     metrics: Metrics,
 }
 
