@@ -1,23 +1,27 @@
-//! The upstream: a pooled keep-alive HTTPS client and one attempt at a signed request, timed out
+//! The upstream: a pooled keep-alive HTTPS client of its own (`client`, `exchange`) and one attempt at a signed request, timed out
 //! as a whole, with the answer's `ErrorCode` read once for everyone downstream; the backup
 //! domain while the main one cannot be reached (`failover`).
 
+mod chunked;
+mod client;
+mod exchange;
 mod failover;
+#[cfg(test)]
+mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::StatusCode;
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::tencent::codes;
+
+use client::{Client, Origin};
+use exchange::Failed;
 
 /// Tencent refuses to produce answers over 1 MB (10018); anything far larger is not Tencent.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -36,7 +40,9 @@ pub struct Reply {
 /// Where signed requests go, and the client that takes them there.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client,
+    /// The main and backup domains, parsed once.
+    origins: Arc<Vec<(Arc<str>, Arc<Origin>)>>,
     domains: failover::Domains,
     request_timeout: Duration,
 }
@@ -46,20 +52,11 @@ impl Upstream {
     /// it uses.
     pub fn new(config: &Config, metrics: &Metrics) -> Result<Upstream, Error> {
         let tls = crate::tls::client_config(config.tencent.ca_file.as_deref())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.upstream.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(512)
-            .build(https);
+        let client = Client::new(tls, config.upstream.connect_timeout);
+        let mut origins = Vec::new();
+        for base in std::iter::once(&config.tencent.base_url).chain(&config.tencent.backup_url) {
+            origins.push((Arc::from(base.as_str()), Arc::new(Origin::parse(base)?)));
+        }
         if config.tencent.base_url.starts_with("http://") {
             let shown = crate::config::redact::credentials(&config.tencent.base_url);
             tracing::warn!(base_url = %shown, "Upstream is plain HTTP: for local testing only.");
@@ -72,6 +69,7 @@ impl Upstream {
         );
         Ok(Upstream {
             client,
+            origins: Arc::new(origins),
             domains,
             request_timeout: config.upstream.request_timeout,
         })
@@ -104,34 +102,53 @@ impl Upstream {
         query: &str,
         body: Bytes,
     ) -> Result<Reply, Error> {
-        let uri = format!("{base}/v4/{api}?{query}");
-        let request = Request::post(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| Error::Internal(format!("building the upstream request: {e}")))?;
-        {
-            let response = self.client.request(request).await.map_err(|e| {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    message = format!("{message}: {cause}");
-                    source = cause.source();
+        let origin = self
+            .origins
+            .iter()
+            .find(|(b, _)| &**b == base)
+            .map(|(_, o)| o.clone())
+            .ok_or_else(|| Error::Internal(format!("no origin for {base}")))?;
+        let length = body.len().to_string();
+        let mut head = String::with_capacity(160 + api.len() + query.len());
+        for part in [
+            "POST ",
+            origin.prefix(),
+            "/v4/",
+            api,
+            "?",
+            query,
+            " HTTP/1.1\r\nhost: ",
+            origin.authority(),
+            "\r\ncontent-type: application/json\r\ncontent-length: ",
+            &length,
+            "\r\n\r\n",
+        ] {
+            head.push_str(part);
+        }
+        let mut conn = self.client.checkout(&origin).await?;
+        let mut answer = conn.exchange(head.as_bytes(), &body, MAX_REPLY_BYTES).await;
+        if let Err(Failed::Write(_)) = &answer {
+            // A pooled connection the server had closed: no request was read from it (its body
+            // never arrived whole), so it goes once more on a new connection.
+            conn = self.client.connect_new(&origin).await?;
+            answer = conn.exchange(head.as_bytes(), &body, MAX_REPLY_BYTES).await;
+        }
+        match answer {
+            Ok(answer) => {
+                if answer.reusable {
+                    self.client.checkin(&origin, conn);
                 }
-                // A failed connect sent nothing; anything later may have reached Tencent.
-                if e.is_connect() {
-                    Error::UpstreamConnect(message)
-                } else {
-                    Error::UpstreamUnreachable(message)
-                }
-            })?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_REPLY_BYTES)
-                .collect()
-                .await
-                .map_err(|e| Error::UpstreamUnreachable(format!("reading the answer: {e}")))?
-                .to_bytes();
-            let code = codes::error_code(&body);
-            Ok(Reply { status, body, code })
+                let code = codes::error_code(&answer.body);
+                Ok(Reply {
+                    status: answer.status,
+                    body: answer.body,
+                    code,
+                })
+            }
+            Err(Failed::Write(e)) => Err(Error::UpstreamUnreachable(format!("sending: {e}"))),
+            Err(Failed::Read(e)) => Err(Error::UpstreamUnreachable(format!(
+                "reading the answer: {e}"
+            ))),
         }
     }
 }
