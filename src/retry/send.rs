@@ -104,12 +104,15 @@ impl Forwarder {
     /// Sends the job now (the permit's slot has come), retrying as the policy allows, and returns
     /// the last outcome. The permit, and with it the group's lane, is released at the end.
     pub(crate) async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Result<Reply, Error> {
-        let task = tokio::spawn(async move { self.run(job, permit).await });
+        // Its own task, so a caller who hangs up does not cancel a send under way. Boxed first:
+        // the send's state is a few KiB, which spawning copied several times (4.4K
+        // instructions per request of memcpy in callgrind) where the box is made once.
+        let task = tokio::spawn(Box::pin(self.run(job, permit)));
         task.await
             .map_err(|e| Error::Internal(format!("the send task failed: {e}")))?
     }
 
-    async fn run(&self, job: Job, mut permit: Permit) -> Result<Reply, Error> {
+    async fn run(self: Arc<Self>, job: Job, mut permit: Permit) -> Result<Reply, Error> {
         let policy = self
             .policy
             .read()
