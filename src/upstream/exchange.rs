@@ -84,19 +84,15 @@ impl Conn {
         self.read_answer(max).await.map_err(Failed::Read)
     }
 
-    async fn fill(&mut self) -> Result<(), String> {
+    /// Reads what the connection has into the buffer: 0 at its end.
+    async fn read_some(&mut self) -> std::io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(8192);
         }
         let Conn { stream, buf } = self;
-        let read = match stream {
+        match stream {
             Stream::Plain(s) => s.read_buf(buf).await,
             Stream::Tls(s) => s.read_buf(buf).await,
-        };
-        match read {
-            Ok(0) => Err("connection closed before the answer was complete".into()),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -128,13 +124,10 @@ impl Conn {
             }
             Length::Chunked => (super::chunked::read(self, max).await?, !close),
             Length::ToEnd => {
-                loop {
+                // Only the connection's end ends such a body: a reset mid-way is an error.
+                while self.read_some().await.map_err(|e| e.to_string())? > 0 {
                     if self.buf.len() > max {
                         return Err("answer too large".into());
-                    }
-                    match self.fill().await {
-                        Ok(()) => {}
-                        Err(_) => break,
                     }
                 }
                 (self.buf.split().freeze(), false)
@@ -149,7 +142,11 @@ impl Conn {
 
     /// Reads more of the answer into the buffer.
     pub(super) async fn more(&mut self) -> Result<(), String> {
-        self.fill().await
+        match self.read_some().await {
+            Ok(0) => Err("connection closed before the answer was complete".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The bytes read and not yet taken.
