@@ -72,6 +72,8 @@ pub struct Gateway {
     queue: Option<Arc<Queue>>,
     /// The durable queue's partitions this replica owns.
     owners: owner::Owners,
+    /// The metric handles of requests that matched no route.
+    unrouted: Arc<crate::metrics::ApiMetrics>,
 }
 
 impl Gateway {
@@ -82,7 +84,7 @@ impl Gateway {
         upstream: Upstream,
         metrics: Metrics,
     ) -> Gateway {
-        let live = Live::new(config);
+        let live = Live::new(config, &metrics);
         let apis = live.apis();
         let pacer = Pacer::new(
             &config.limits,
@@ -116,6 +118,7 @@ impl Gateway {
             }
             _ => None,
         };
+        let unrouted = metrics.api(Arc::from(UNROUTED));
         Gateway {
             live: RwLock::new(Arc::new(live)),
             pacer,
@@ -125,13 +128,14 @@ impl Gateway {
             draining: AtomicBool::new(false),
             queue,
             owners: owner::Owners::default(),
+            unrouted,
         }
     }
 
     /// Applies a reloaded configuration: allow-list, tokens, body cap, waits, limits and retry
     /// policy change at once; queues, slots and slowdowns are kept.
     pub fn reconfigure(&self, config: &Config) {
-        let live = Live::new(config);
+        let live = Live::new(config, &self.metrics);
         let apis = live.apis();
         self.pacer.reconfigure(&config.limits);
         self.forwarder.reconfigure(config, &apis);

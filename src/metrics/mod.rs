@@ -2,10 +2,12 @@
 //! labels and buckets live in one place. Labels are bounded (API names come from the allow-list);
 //! a GroupId is never a label.
 
+mod api;
 mod pressure;
 mod queue;
 mod table;
 
+pub use api::{ApiMetrics, OUTCOMES};
 pub use pressure::{ListenerMetrics, PressureMetrics};
 pub use queue::QueueMetrics;
 
@@ -156,6 +158,12 @@ impl Metrics {
                 registered.expect("static metric definitions with unique names");
             }
         }
+    }
+
+    /// The per-request metrics' handles of the API `name`, resolved once rather than at every
+    /// request.
+    pub fn api(&self, name: std::sync::Arc<str>) -> std::sync::Arc<ApiMetrics> {
+        std::sync::Arc::new(ApiMetrics::new(self, name))
     }
 
     /// Exports the durable queue's metrics (`queue.durable = true`). Again does nothing.
