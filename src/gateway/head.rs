@@ -25,7 +25,18 @@ pub(super) fn request_id(headers: &HeaderMap) -> String {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_string)
+        .map_or_else(|| hex16(rand::random::<u64>()), str::to_string)
+}
+
+/// `n` as 16 lower-case hex digits (a new request id), without core::fmt's machinery.
+fn hex16(n: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((n >> ((15 - i) * 4)) & 0xf) as usize];
+    }
+    // Always ASCII: the default is never taken.
+    std::str::from_utf8(&out).unwrap_or_default().to_owned()
 }
 
 /// What a request takes into its wait once its head is checked (the head itself is dropped).
@@ -163,4 +174,14 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn new_request_ids_are_sixteen_hex_digits() {
+        assert_eq!(super::hex16(0), "0000000000000000");
+        assert_eq!(super::hex16(0x0123_4567_89ab_cdef), "0123456789abcdef");
+        assert_eq!(super::hex16(u64::MAX), "ffffffffffffffff");
+    }
 }
