@@ -10,11 +10,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use tokio::time::Instant;
 
+use super::Gateway;
 use super::answer::error_response;
 use super::live::{Live, Route};
 use super::outcome::Verdict;
 use super::place::Checked;
-use super::{Gateway, REQUEST_ID_HEADER};
 use crate::config::QueueFallback;
 use crate::error::Error;
 use crate::metrics::ApiMetrics;
@@ -36,7 +36,7 @@ pub const REPLICAS_HEADER: &str = "x-timgate-replicas";
 /// Whether `headers` ask for an answer at once (RFC 7240 `Prefer: respond-async`).
 pub(super) fn prefers_async(headers: &HeaderMap) -> bool {
     headers
-        .get_all("prefer")
+        .get_all(super::names::PREFER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -144,7 +144,9 @@ impl Gateway {
         };
         let mut response = answer.unwrap_or_else(|e| error_response(&e));
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            response
+                .headers_mut()
+                .insert(super::names::REQUEST_ID, value);
         }
         tracing::debug!(
             request_id,

@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 
 use super::live::{Live, Route};
-use super::{Failed, Gateway, MAX_WAIT_HEADER, REQUEST_ID_HEADER};
+use super::{Failed, Gateway, MAX_WAIT_HEADER};
 use crate::error::Error;
 use crate::memory;
 use crate::tencent::catalogue::split_api;
@@ -22,7 +22,7 @@ use crate::tencent::catalogue::split_api;
 /// random one, so that a log line can always be matched to an answer.
 pub(super) fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get(REQUEST_ID_HEADER)
+        .get(super::names::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| hex16(rand::random::<u64>()), str::to_string)
@@ -94,7 +94,7 @@ impl Gateway {
     /// How long the request may wait for its slot: `limits.max_wait_ms`, or less when the
     /// caller asks with `x-timgate-max-wait-ms`.
     fn max_wait(live: &Live, headers: &HeaderMap) -> Result<Duration, Error> {
-        let Some(value) = headers.get(MAX_WAIT_HEADER) else {
+        let Some(value) = headers.get(super::names::MAX_WAIT) else {
             return Ok(live.max_wait);
         };
         let millis = value
@@ -119,6 +119,14 @@ impl Gateway {
 
     fn route(live: &Live, parts: &Parts) -> Result<Route, Error> {
         let path = parts.uri.path();
+        // An allowed API first: one lookup, and its name is known to be well formed.
+        if let Some(route) = path
+            .strip_prefix("/v4/")
+            .and_then(|api| live.routes.get(api))
+            && parts.method == Method::POST
+        {
+            return Ok(route.clone());
+        }
         let Some(api) = path
             .strip_prefix("/v4/")
             .filter(|api| split_api(api).is_some())

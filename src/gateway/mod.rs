@@ -59,6 +59,17 @@ type Failed = (Option<Route>, Error, Option<usize>);
 /// The header a caller may send to wait less than `limits.max_wait_ms` for its slot.
 pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
 
+/// The headers above as `HeaderName`s, made at compile time: looked up or set by a `&str`, a
+/// header's name is parsed and hashed again at every request.
+mod names {
+    use http::HeaderName;
+
+    pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID_HEADER);
+    pub(super) const COALESCED: HeaderName = HeaderName::from_static(super::COALESCED_HEADER);
+    pub(super) const MAX_WAIT: HeaderName = HeaderName::from_static(super::MAX_WAIT_HEADER);
+    pub(super) const PREFER: HeaderName = HeaderName::from_static("prefer");
+}
+
 /// The gateway service, shared by every connection.
 #[derive(Debug)]
 pub struct Gateway {

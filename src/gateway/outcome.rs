@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::answer::{error_response, reply_response};
 use super::live::Route;
-use super::{COALESCED_HEADER, Gateway, Processed, REQUEST_ID_HEADER};
+use super::{Gateway, Processed};
 use crate::error::Error;
 use crate::metrics::{ApiMetrics, Metrics};
 use crate::pace::batch::Shared;
@@ -75,10 +75,10 @@ impl Gateway {
         api.request_duration().observe(elapsed.as_secs_f64());
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert(REQUEST_ID_HEADER, value);
+            headers.insert(super::names::REQUEST_ID, value);
         }
         if let Some(size) = shared {
-            headers.insert(COALESCED_HEADER, HeaderValue::from(size));
+            headers.insert(super::names::COALESCED, HeaderValue::from(size));
         }
         tracing::info!(
             request_id,
