@@ -148,8 +148,8 @@ async fn count(
     })
 }
 
-/// timgate's and nginx's instructions per request, in one run.
-pub(crate) async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
+/// timgate's and nginx's counts, in that order, in one run with an emulator of their own.
+async fn counts(args: &Args) -> Result<Vec<(Proxy, Count)>, String> {
     which("valgrind")?;
     let dir = Workdir::new("instructions")?;
     let emulator = EmulatorProc::start(&PathBuf::from(BIN), &dir, Duration::ZERO, false).await?;
@@ -161,6 +161,23 @@ pub(crate) async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
         let c = count(kind, &dir, emulator.addr, args, make.clone()).await?;
         rows.push((kind, c));
     }
+    Ok(rows)
+}
+
+/// Instructions per request of timgate and nginx with the default options, for the
+/// pass-through table's column: `Err` says why there is none (valgrind missing).
+pub(crate) async fn per_request() -> Result<Vec<(Proxy, f64)>, String> {
+    let args = Args::default();
+    let rows = counts(&args).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, c)| (kind, c.instructions as f64 / args.requests.max(1) as f64))
+        .collect())
+}
+
+/// timgate's and nginx's instructions per request, in one run.
+pub(crate) async fn run(args: &Args, out: &mut Out) -> Result<(), String> {
+    let rows = counts(args).await?;
     let per = |c: &Count| c.instructions as f64 / args.requests.max(1) as f64;
     let nginx = per(&rows[1].1);
     let mut table = format!(
