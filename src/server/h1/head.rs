@@ -3,6 +3,9 @@
 //! else none. Anything ambiguous (both headers, two different lengths, another coding) is
 //! refused, so that the gateway and its caller can never disagree about where a body ends.
 
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
@@ -78,30 +81,56 @@ fn framing(headers: &HeaderMap) -> Result<Framing, Refused> {
     Ok(Framing::Length(length.unwrap_or(0)))
 }
 
-/// Parses a head from the start of `buf`: Ok(None) while it is incomplete, else the head and
-/// the bytes it took.
-pub(super) fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, Refused> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut slots);
-    let used = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(used)) => used,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
-        }
-        Err(_) => return Err(Refused(StatusCode::BAD_REQUEST)),
-    };
+/// Where one header line's name and value sit in the head's bytes.
+type Span = [u32; 4];
+
+/// Parses a head from the start of `pending`: Ok(None) while it is incomplete (`pending`
+/// untouched), else the head, split off `pending`. The URI and the header values share the
+/// head's bytes instead of each being copied: its offsets are noted while httparse's slices
+/// borrow `pending`, and the values made once the head is split off.
+pub(super) fn parse(pending: &mut BytesMut) -> Result<Option<Head>, Refused> {
     let bad = Refused(StatusCode::BAD_REQUEST);
-    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes()).map_err(|_| bad)?;
-    let uri: Uri = parsed.path.unwrap_or("").parse().map_err(|_| bad)?;
-    let version = match parsed.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut spans: [Span; MAX_HEADERS] = [[0; 4]; MAX_HEADERS];
+    let (used, method, version, path, count) = {
+        let mut parsed = httparse::Request::new(&mut []);
+        let used = match parsed.parse_with_uninit_headers(pending, &mut slots) {
+            Ok(httparse::Status::Complete(used)) => used,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+            }
+            Err(_) => return Err(bad),
+        };
+        let base = pending.as_ptr() as usize;
+        // Offsets within the head, which is at most MAX_HEAD_BYTES long.
+        let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+        let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes()).map_err(|_| bad)?;
+        let version = match parsed.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let target = parsed.path.unwrap_or("").as_bytes();
+        let path = offset(target) as usize..offset(target) as usize + target.len();
+        for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let (name, value) = (h.name.as_bytes(), h.value);
+            *span = [
+                offset(name),
+                offset(name) + name.len() as u32,
+                offset(value),
+                offset(value) + value.len() as u32,
+            ];
+        }
+        (used, method, version, path, parsed.headers.len())
     };
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad)?;
+    let head = pending.split_to(used).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path)).map_err(|_| bad)?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for [name_at, name_end, value_at, value_end] in &spans[..count] {
+        let name = &head[*name_at as usize..*name_end as usize];
+        let name = HeaderName::from_bytes(name).map_err(|_| bad)?;
+        let value = head.slice(*value_at as usize..*value_end as usize);
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| bad)?;
         headers.append(name, value);
     }
     let framing = framing(&headers)?;
@@ -116,15 +145,12 @@ pub(super) fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, Refused> {
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
-    Ok(Some((
-        Head {
-            request,
-            framing,
-            keep_alive,
-            expect_continue,
-        },
-        used,
-    )))
+    Ok(Some(Head {
+        request,
+        framing,
+        keep_alive,
+        expect_continue,
+    }))
 }
 
 #[cfg(test)]

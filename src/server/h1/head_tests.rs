@@ -2,8 +2,14 @@
 
 use super::*;
 
+/// The head of `text` and the bytes it took; a partial head must leave the buffer as it was.
 fn head(text: &str) -> Result<Option<(Head, usize)>, Refused> {
-    parse(text.as_bytes())
+    let mut buf = BytesMut::from(text.as_bytes());
+    let parsed = parse(&mut buf)?;
+    if parsed.is_none() {
+        assert_eq!(&buf[..], text.as_bytes());
+    }
+    Ok(parsed.map(|head| (head, text.len() - buf.len())))
 }
 
 fn ok(text: &str) -> Head {

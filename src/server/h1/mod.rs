@@ -196,10 +196,7 @@ async fn read_head(
         }
         if !pending.is_empty() && !maybe_h2 {
             match head::parse(pending) {
-                Ok(Some((head, used))) => {
-                    let _ = pending.split_to(used);
-                    return Next::Head(Box::new(head));
-                }
+                Ok(Some(head)) => return Next::Head(Box::new(head)),
                 Ok(None) if pending.len() >= MAX_HEAD_BYTES => {
                     return Next::Refuse(Refused(
                         http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
