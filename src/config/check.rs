@@ -156,11 +156,8 @@ impl RawConfig {
                 LogFormat::Json
             }
         };
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            p.add(
-                "log.level",
-                format!("{:?} is not a tracing filter: {e}", self.log.level),
-            );
+        if let Err(why) = super::log_filter::check(&self.log.level) {
+            p.add("log.level", why);
         }
         let log = LogConfig {
             format,
