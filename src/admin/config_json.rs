@@ -50,8 +50,11 @@ fn server(config: &Config) -> Value {
         "admin_listen": s.admin_listen.to_string(),
         "max_body_bytes": s.max_body_bytes,
         "shutdown_grace_ms": ms(s.shutdown_grace),
-        // How many, never which.
-        "auth_tokens": vec![MASK; s.auth_tokens.len()],
+        // Each caller's name, never its token.
+        "auth_tokens": s.auth_tokens.iter().map(|entry| match crate::config::tokens::split(entry).0 {
+            Some(name) => format!("{name}:{MASK}"),
+            None => MASK.to_string(),
+        }).collect::<Vec<_>>(),
         "header_read_timeout_ms": ms(s.header_read_timeout),
         "idle_timeout_ms": ms(s.idle_timeout),
         "body_read_timeout_ms": ms(s.body_read_timeout),

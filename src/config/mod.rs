@@ -13,6 +13,7 @@ mod redis;
 pub mod reload;
 mod source_error;
 mod summary;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

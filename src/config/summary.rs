@@ -49,9 +49,18 @@ impl Config {
             }
         ));
         lines.push(self.queue_line());
-        lines.push(match self.server.auth_tokens.len() {
+        let tokens = &self.server.auth_tokens;
+        let names: Vec<&str> = tokens
+            .iter()
+            .map(|entry| {
+                super::tokens::split(entry)
+                    .0
+                    .unwrap_or(super::tokens::UNNAMED)
+            })
+            .collect();
+        lines.push(match tokens.len() {
             0 => "  auth tokens: none (callers are not asked for a bearer token)".to_string(),
-            n => format!("  auth tokens: {n}"),
+            n => format!("  auth tokens: {n} ({})", names.join(", ")),
         });
         lines.push(format!(
             "  log {} at {:?}",

@@ -82,7 +82,7 @@ impl Gateway {
         upstream: Upstream,
         metrics: Metrics,
     ) -> Gateway {
-        let live = Live::new(config);
+        let live = Live::new(config, &metrics);
         let apis = live.apis();
         let pacer = Pacer::new(
             &config.limits,
@@ -131,7 +131,7 @@ impl Gateway {
     /// Applies a reloaded configuration: allow-list, tokens, body cap, waits, limits and retry
     /// policy change at once; queues, slots and slowdowns are kept.
     pub fn reconfigure(&self, config: &Config) {
-        let live = Live::new(config);
+        let live = Live::new(config, &self.metrics);
         let apis = live.apis();
         self.pacer.reconfigure(&config.limits);
         self.forwarder.reconfigure(config, &apis);

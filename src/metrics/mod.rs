@@ -58,6 +58,9 @@ pub struct Metrics {
     pub queued_requests: IntGaugeVec,
     /// Groups whose pacing state is in memory.
     pub active_groups: IntGauge,
+    /// Requests that presented a caller's bearer token, by its name (`server.auth_tokens`
+    /// entries `name:token`; `unnamed` for a plain token). Bounded: names come from the config.
+    pub caller_requests: IntCounterVec,
     /// 1 while attempts go to the backup domain (`timgate_upstream_backup`).
     pub upstream_backup: IntGauge,
     /// 1 while the shared (Redis) limiter serves, 0 while this replica paces on its fallback
@@ -111,6 +114,7 @@ impl Metrics {
             queue_wait: register(r, table::QUEUE_WAIT.histogram_vec()),
             queued_requests: register(r, table::QUEUED_REQUESTS.int_gauge_vec()),
             active_groups: register(r, table::ACTIVE_GROUPS.int_gauge()),
+            caller_requests: register(r, table::CALLER_REQUESTS.counter_vec()),
             // Made here but registered by `register_limiter`: with the local backend there is
             // no shared limiter to be up or down, and a constant 1 would only look like one.
             limiter_backend_up: table::LIMITER_BACKEND_UP.int_gauge(),

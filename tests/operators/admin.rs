@@ -98,7 +98,7 @@ async fn config_shows_what_is_in_force_and_how_the_last_reload_went_never_a_secr
     let token = "tok-config-view-secret";
     let layers = [
         base_toml(emulator.addr, None),
-        format!("[server]\nauth_tokens = [\"{token}\"]\n"),
+        format!("[server]\nauth_tokens = [\"billing:{token}\", \"tok-plain-secret\"]\n"),
     ];
     let refs: Vec<&str> = layers.iter().map(String::as_str).collect();
     let gateway = Gateway::start(&refs).await;
@@ -109,7 +109,7 @@ async fn config_shows_what_is_in_force_and_how_the_last_reload_went_never_a_secr
     assert_eq!(shown["config"]["tencent"]["secret_key"], "***");
     assert_eq!(
         shown["config"]["server"]["auth_tokens"],
-        serde_json::json!(["***"])
+        serde_json::json!(["billing:***", "***"])
     );
     assert_eq!(shown["config"]["limits"]["app_per_second"], 200);
     assert!(shown["started_at"].as_i64() > Some(1_700_000_000));
@@ -118,6 +118,31 @@ async fn config_shows_what_is_in_force_and_how_the_last_reload_went_never_a_secr
         !text.contains(token) && !text.contains(DEMO_SECRET_KEY),
         "{text}"
     );
+
+    assert!(!text.contains("tok-plain-secret"), "{text}");
+
+    // Each token's requests count under its caller's name.
+    for bearer in [token, token, "tok-plain-secret", "wrong"] {
+        let request = http::Request::post(gateway.url("group_open_attr_http_svc/get_group_attr"))
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                r#"{"GroupId":"@TGS#t"}"#,
+            )))
+            .expect("request");
+        let answer = Client::new().send(request).await;
+        assert_eq!(
+            answer.status.as_u16(),
+            if bearer == "wrong" { 401 } else { 200 }
+        );
+    }
+    let count = |name: &str| {
+        gateway
+            .metrics
+            .caller_requests
+            .with_label_values(&[name])
+            .get()
+    };
+    assert_eq!((count("billing"), count("unnamed")), (2, 1));
 
     // A reload that applies, one that needs a restart for a part, one refused.
     let mut reloaded = refs.clone();

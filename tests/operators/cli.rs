@@ -83,7 +83,7 @@ fn check_config_ok_summarises_backend_coalescing_durability_and_tokens_never_the
         .env("TIMGATE__QUEUE__DURABLE", "true")
         .env(
             "TIMGATE__SERVER__AUTH_TOKENS",
-            format!("{TOKEN},tok-operators-secret-2"),
+            format!("billing:{TOKEN},tok-operators-secret-2"),
         )
         .output()
         .expect("runs");
@@ -94,7 +94,7 @@ fn check_config_ok_summarises_backend_coalescing_durability_and_tokens_never_the
         "  limits backend redis standalone redis://app:***@10.1.2.3:6379 (timeout 200 ms)",
         "  coalescing on",
         "  queue durable: 16 partitions",
-        "  auth tokens: 2",
+        "  auth tokens: 2 (billing, unnamed)",
         "  log json at \"info\"",
     ] {
         assert!(
