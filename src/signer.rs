@@ -209,7 +209,14 @@ impl Signer {
     /// `random` each time, so that Tencent can tell a retry from a replay.
     pub fn query(&self) -> String {
         let random: u32 = rand::rng().random();
-        format!("{}&random={random}&contenttype=json", self.fresh().signed)
+        let fresh = self.fresh();
+        // Appended rather than `format!`ed: this runs at every attempt.
+        let mut query = String::with_capacity(fresh.signed.len() + 40);
+        query.push_str(&fresh.signed);
+        query.push_str("&random=");
+        query.push_str(itoa::Buffer::new().format(random));
+        query.push_str("&contenttype=json");
+        query
     }
 }
 

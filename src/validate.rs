@@ -2,7 +2,7 @@
 //! bytes that either say what the pacer needs to know or which Tencent code the payload earns.
 //! The body is read once (`validate_json.rs`), which also finds a key repeated in an object read.
 
-use serde_json::{Map, Value};
+use json::{Fields, Json, Reads};
 
 use crate::error::gateway_code;
 use crate::tencent::apis::MOST_RECIPIENTS;
@@ -87,16 +87,19 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
     };
     // Other APIs get the object check alone: none of their fields is read, so none can differ
     // between what the gateway checked and what Tencent reads.
-    let (value, repeated) = match kind {
-        ApiKind::Other => (serde_json::from_slice(body).map_err(not_json)?, None),
-        _ => json::parse(body, reads_entries(kind)).map_err(not_json)?,
+    let reads = match kind {
+        ApiKind::Other => Reads::Shape,
+        _ => Reads::Top {
+            entries: reads_entries(kind),
+        },
     };
-    let Value::Object(object) = value else {
+    let (value, repeated) = json::parse(body, reads).map_err(not_json)?;
+    if value.type_name() != "object" {
         return Err(Invalid::json(format!(
             "body is a JSON {}; expected an object",
-            type_name(&value)
+            value.type_name()
         )));
-    };
+    }
     // Before any other rule: with two copies of a key, which one to judge is Tencent's
     // undocumented choice, not the gateway's.
     if let Some(repeated) = repeated {
@@ -106,14 +109,18 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
             format!("{repeated}; send each key once"),
         ));
     }
-    let group_id = match kind {
-        ApiKind::Other => {
+    let object = match value {
+        Json::Object(fields) => fields,
+        // `Reads::Shape`: an object, none of whose fields is read.
+        _ => {
             return Ok(Validated {
                 group_id: None,
                 attrs: Vec::new(),
                 units: 1,
             });
         }
+    };
+    let group_id = match kind {
         ApiKind::BatchSendMsg => {
             let units = check_recipients(&object)?;
             return Ok(Validated {
@@ -143,8 +150,8 @@ pub fn validate(kind: ApiKind, body: &[u8]) -> Result<Validated, Invalid> {
 /// `batchsendmsg`'s `To_Account`: 1 to [`MOST_RECIPIENTS`] UserIDs; returns how many. The pacer
 /// counts each call as that many recipients, and a call naming more than Tencent takes would
 /// fail after spending its turn.
-fn check_recipients(object: &Map<String, Value>) -> Result<u32, Invalid> {
-    let Some(Value::Array(to)) = object.get("To_Account") else {
+fn check_recipients(object: &Fields<'_>) -> Result<u32, Invalid> {
+    let Some(Json::Array(to)) = object.get("To_Account") else {
         return Err(Invalid::new(
             60015,
             "invalid_recipients",
@@ -161,13 +168,13 @@ fn check_recipients(object: &Map<String, Value>) -> Result<u32, Invalid> {
             ),
         ));
     }
-    if let Some(bad) = to.iter().find(|id| !id.is_string()) {
+    if let Some(bad) = to.iter().find(|id| !matches!(id, Json::Str(_))) {
         return Err(Invalid::new(
             60015,
             "invalid_recipients",
             format!(
                 "To_Account holds a {}; each entry is a UserID string",
-                type_name(bad)
+                bad.type_name()
             ),
         ));
     }
@@ -182,34 +189,23 @@ fn reads_entries(kind: ApiKind) -> bool {
     )
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn string_field<'a>(
-    object: &'a Map<String, Value>,
+    object: &'a Fields<'_>,
     field: &str,
-    path: &str,
+    path: std::fmt::Arguments<'_>,
 ) -> Result<&'a str, Invalid> {
     match object.get(field) {
-        Some(Value::String(s)) => Ok(s),
+        Some(Json::Str(s)) => Ok(s),
         Some(other) => Err(Invalid::param(format!(
             "{path} must be a string, not {}",
-            type_name(other)
+            other.type_name()
         ))),
         None => Err(Invalid::param(format!("{path} is missing"))),
     }
 }
 
-fn check_group_id(object: &Map<String, Value>) -> Result<String, Invalid> {
-    let id = string_field(object, "GroupId", "GroupId")?;
+fn check_group_id(object: &Fields<'_>) -> Result<String, Invalid> {
+    let id = string_field(object, "GroupId", format_args!("GroupId"))?;
     if id.is_empty() {
         return Err(Invalid::group_id("GroupId is empty"));
     }
@@ -227,16 +223,13 @@ fn check_group_id(object: &Map<String, Value>) -> Result<String, Invalid> {
     Ok(id.to_string())
 }
 
-fn check_attrs(
-    object: &Map<String, Value>,
-    with_values: bool,
-) -> Result<Vec<(String, String)>, Invalid> {
+fn check_attrs(object: &Fields<'_>, with_values: bool) -> Result<Vec<(String, String)>, Invalid> {
     let entries = match object.get("GroupAttr") {
-        Some(Value::Array(entries)) => entries,
+        Some(Json::Array(entries)) => entries,
         Some(other) => {
             return Err(Invalid::param(format!(
                 "GroupAttr must be an array, not {}",
-                type_name(other)
+                other.type_name()
             )));
         }
         None => return Err(Invalid::param("GroupAttr is missing")),
@@ -257,16 +250,19 @@ fn check_attrs(
         ));
     }
     let mut attrs = Vec::with_capacity(entries.len().min(MAX_ATTRS));
-    let mut seen = std::collections::HashMap::with_capacity(entries.len().min(MAX_ATTRS));
+    let mut seen =
+        crate::FastMap::with_capacity_and_hasher(entries.len().min(MAX_ATTRS), Default::default());
     let mut total = 0usize;
     for (i, entry) in entries.iter().enumerate() {
-        let Value::Object(entry) = entry else {
+        let Json::Object(entry) = entry else {
             return Err(Invalid::param(format!(
                 "GroupAttr[{i}] must be an object, not {}",
-                type_name(entry)
+                entry.type_name()
             )));
         };
-        let key = string_field(entry, "key", &format!("GroupAttr[{i}].key"))?;
+        // The path is formatted only when it is named in an answer: at every entry of every
+        // write it cost about a thousand instructions per request.
+        let key = string_field(entry, "key", format_args!("GroupAttr[{i}].key"))?;
         if key.is_empty() {
             return Err(Invalid::param(format!("GroupAttr[{i}].key is empty")));
         }
@@ -289,7 +285,7 @@ fn check_attrs(
         if !with_values {
             continue;
         }
-        let value = string_field(entry, "value", &format!("GroupAttr[{i}].value"))?;
+        let value = string_field(entry, "value", format_args!("GroupAttr[{i}].value"))?;
         if value.len() > MAX_VALUE_BYTES {
             return Err(Invalid::new(
                 10046,

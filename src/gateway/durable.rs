@@ -10,13 +10,14 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use tokio::time::Instant;
 
+use super::Gateway;
 use super::answer::error_response;
 use super::live::{Live, Route};
 use super::outcome::Verdict;
 use super::place::Checked;
-use super::{Gateway, REQUEST_ID_HEADER};
 use crate::config::QueueFallback;
 use crate::error::Error;
+use crate::metrics::ApiMetrics;
 use crate::queue::waiters::Waiters;
 use crate::queue::{Entry, JobId, JobState, Queue, Stored, unix_ms};
 use crate::server::{Body, json_response};
@@ -35,7 +36,7 @@ pub const REPLICAS_HEADER: &str = "x-timgate-replicas";
 /// Whether `headers` ask for an answer at once (RFC 7240 `Prefer: respond-async`).
 pub(super) fn prefers_async(headers: &HeaderMap) -> bool {
     headers
-        .get_all("prefer")
+        .get_all(super::names::PREFER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -117,13 +118,13 @@ impl Gateway {
         queue.metrics.accepted.with_label_values(&[mode]).inc();
         self.owners.wake(job.partition);
         if respond_async {
-            return Enqueued::Answered(accepted(route.name, &job, replicas));
+            return Enqueued::Answered(accepted(route.metrics, &job, replicas));
         }
         let mut waiting = Waiters::wait(&queue, job.clone());
         let within = wait + live.send_time;
         tokio::select! {
             answered = tokio::time::timeout(within, waiting.answer()) => match answered {
-                Ok(Some(stored)) => Enqueued::Answered(Verdict::stored(&self, route.name, &stored)),
+                Ok(Some(stored)) => Enqueued::Answered(Verdict::stored(&self, route.metrics, &stored)),
                 _ => Enqueued::Refused(Error::QueueNoAnswer(job.to_string())),
             },
             // A drain answers by its deadline; the write is kept all the same.
@@ -143,7 +144,9 @@ impl Gateway {
         };
         let mut response = answer.unwrap_or_else(|e| error_response(&e));
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            response
+                .headers_mut()
+                .insert(super::names::REQUEST_ID, value);
         }
         tracing::debug!(
             request_id,
@@ -179,7 +182,7 @@ impl Gateway {
 }
 
 /// The 202 of an async write.
-fn accepted(api: Arc<str>, job: &JobId, replicas: Option<i64>) -> Verdict {
+fn accepted(api: Arc<ApiMetrics>, job: &JobId, replicas: Option<i64>) -> Verdict {
     let id = job.to_string();
     let body = serde_json::json!({
         "ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": "", "JobId": id,
@@ -207,7 +210,7 @@ fn accepted(api: Arc<str>, job: &JobId, replicas: Option<i64>) -> Verdict {
 
 impl Verdict {
     /// The owner's answer of a durable write, as its caller gets it and the metrics count it.
-    fn stored(gateway: &Gateway, api: Arc<str>, stored: &Stored) -> Verdict {
+    fn stored(gateway: &Gateway, api: Arc<ApiMetrics>, stored: &Stored) -> Verdict {
         let code = serde_json::from_str::<serde_json::Value>(&stored.body)
             .ok()
             .and_then(|v| v.get("ErrorCode").and_then(serde_json::Value::as_i64))
@@ -230,7 +233,7 @@ impl Verdict {
             gateway
                 .metrics
                 .tencent_errors
-                .with_label_values(&[&*api, &code.to_string()])
+                .with_label_values(&[&*api.name, &code.to_string()])
                 .inc();
         }
         Verdict {

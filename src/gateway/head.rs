@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 
 use super::live::{Live, Route};
-use super::{Failed, Gateway, MAX_WAIT_HEADER, REQUEST_ID_HEADER};
+use super::{Failed, Gateway, MAX_WAIT_HEADER};
 use crate::error::Error;
 use crate::memory;
 use crate::tencent::catalogue::split_api;
@@ -22,10 +22,21 @@ use crate::tencent::catalogue::split_api;
 /// random one, so that a log line can always be matched to an answer.
 pub(super) fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get(REQUEST_ID_HEADER)
+        .get(super::names::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_string)
+        .map_or_else(|| hex16(rand::random::<u64>()), str::to_string)
+}
+
+/// `n` as 16 lower-case hex digits (a new request id), without core::fmt's machinery.
+fn hex16(n: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((n >> ((15 - i) * 4)) & 0xf) as usize];
+    }
+    // Always ASCII: the default is never taken.
+    std::str::from_utf8(&out).unwrap_or_default().to_owned()
 }
 
 /// What a request takes into its wait once its head is checked (the head itself is dropped).
@@ -83,7 +94,7 @@ impl Gateway {
     /// How long the request may wait for its slot: `limits.max_wait_ms`, or less when the
     /// caller asks with `x-timgate-max-wait-ms`.
     fn max_wait(live: &Live, headers: &HeaderMap) -> Result<Duration, Error> {
-        let Some(value) = headers.get(MAX_WAIT_HEADER) else {
+        let Some(value) = headers.get(super::names::MAX_WAIT) else {
             return Ok(live.max_wait);
         };
         let millis = value
@@ -112,6 +123,14 @@ impl Gateway {
 
     fn route(live: &Live, parts: &Parts) -> Result<Route, Error> {
         let path = parts.uri.path();
+        // An allowed API first: one lookup, and its name is known to be well formed.
+        if let Some(route) = path
+            .strip_prefix("/v4/")
+            .and_then(|api| live.routes.get(api))
+            && parts.method == Method::POST
+        {
+            return Ok(route.clone());
+        }
         let Some(api) = path
             .strip_prefix("/v4/")
             .filter(|api| split_api(api).is_some())
@@ -167,4 +186,14 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn new_request_ids_are_sixteen_hex_digits() {
+        assert_eq!(super::hex16(0), "0000000000000000");
+        assert_eq!(super::hex16(0x0123_4567_89ab_cdef), "0123456789abcdef");
+        assert_eq!(super::hex16(u64::MAX), "ffffffffffffffff");
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::auth::Tokens;
 use crate::config::Config;
+use crate::metrics::{ApiMetrics, Metrics};
 use crate::tencent::apis;
 use crate::tencent::catalogue::ApiKind;
 
@@ -21,6 +22,8 @@ pub(super) struct Route {
     pub(super) idempotent: bool,
     /// Its calls allowed in any 24 hours, for a daily-capped API (`pace::daily`).
     pub(super) daily: Option<u32>,
+    /// Its handles of the per-request metrics.
+    pub(super) metrics: Arc<ApiMetrics>,
 }
 
 /// One snapshot of the reloadable settings.
@@ -49,15 +52,17 @@ pub(super) struct Live {
 }
 
 impl Live {
-    pub(super) fn new(config: &Config, metrics: &crate::metrics::Metrics) -> Live {
+    pub(super) fn new(config: &Config, metrics: &Metrics) -> Live {
         let routes = config
             .allow
             .iter()
             .map(|name| {
+                let api: Arc<str> = Arc::from(name.as_str());
                 (
                     name.clone(),
                     Route {
-                        name: Arc::from(name.as_str()),
+                        metrics: metrics.api(api.clone()),
+                        name: api,
                         kind: ApiKind::of(name),
                         idempotent: apis::is_idempotent(name),
                         daily: config.limits.limit_of(name).and_then(|limit| limit.daily),

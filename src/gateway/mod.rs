@@ -59,6 +59,17 @@ type Failed = (Option<Route>, Error, Option<usize>);
 /// The header a caller may send to wait less than `limits.max_wait_ms` for its slot.
 pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
 
+/// The headers above as `HeaderName`s, made at compile time: looked up or set by a `&str`, a
+/// header's name is parsed and hashed again at every request.
+mod names {
+    use http::HeaderName;
+
+    pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static(super::REQUEST_ID_HEADER);
+    pub(super) const COALESCED: HeaderName = HeaderName::from_static(super::COALESCED_HEADER);
+    pub(super) const MAX_WAIT: HeaderName = HeaderName::from_static(super::MAX_WAIT_HEADER);
+    pub(super) const PREFER: HeaderName = HeaderName::from_static("prefer");
+}
+
 /// The gateway service, shared by every connection.
 #[derive(Debug)]
 pub struct Gateway {
@@ -72,6 +83,8 @@ pub struct Gateway {
     queue: Option<Arc<Queue>>,
     /// The durable queue's partitions this replica owns.
     owners: owner::Owners,
+    /// The metric handles of requests that matched no route.
+    unrouted: Arc<crate::metrics::ApiMetrics>,
 }
 
 impl Gateway {
@@ -116,6 +129,7 @@ impl Gateway {
             }
             _ => None,
         };
+        let unrouted = metrics.api(Arc::from(UNROUTED));
         Gateway {
             live: RwLock::new(Arc::new(live)),
             pacer,
@@ -125,6 +139,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             queue,
             owners: owner::Owners::default(),
+            unrouted,
         }
     }
 

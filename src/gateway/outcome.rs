@@ -8,9 +8,9 @@ use tokio::time::Instant;
 
 use super::answer::{error_response, reply_response};
 use super::live::Route;
-use super::{COALESCED_HEADER, Gateway, Processed, REQUEST_ID_HEADER, UNROUTED};
+use super::{Gateway, Processed};
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{ApiMetrics, Metrics};
 use crate::pace::batch::Shared;
 use crate::server::Body;
 
@@ -24,8 +24,8 @@ pub(super) fn shared(shared: Shared, route: Route) -> Processed {
 
 /// What the access log and the request metrics say about one answer.
 pub(super) struct Verdict {
-    /// The API label: the route's name, or [`UNROUTED`].
-    pub(super) api: Arc<str>,
+    /// The API's metric handles: the route's, or [`super::UNROUTED`]'s.
+    pub(super) api: Arc<ApiMetrics>,
     /// `ok`, `fail` (Tencent refused), `invalid`, `rejected` (the gateway refused) or `error`
     /// (the upstream could not be reached); `accepted` for a durable write answered 202.
     pub(super) outcome: &'static str,
@@ -46,8 +46,11 @@ impl Gateway {
     ) -> Response<Body> {
         let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
         let verdict = match processed {
-            Ok((route, reply, _)) => Verdict::reply(&self.metrics, route.name, &reply),
-            Err((route, err, _)) => Verdict::error(&self.metrics, route.map(|r| r.name), &err),
+            Ok((route, reply, _)) => Verdict::reply(&self.metrics, route.metrics, &reply),
+            Err((route, err, _)) => {
+                let api = route.map_or_else(|| self.unrouted.clone(), |r| r.metrics);
+                Verdict::error(&self.metrics, api, &err)
+            }
         };
         self.finish(started, request_id, verdict, shared)
     }
@@ -68,24 +71,18 @@ impl Gateway {
             mut response,
         } = verdict;
         let elapsed = started.elapsed();
-        self.metrics
-            .requests
-            .with_label_values(&[&*api, outcome])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[&*api])
-            .observe(elapsed.as_secs_f64());
+        api.count_request(outcome);
+        api.request_duration().observe(elapsed.as_secs_f64());
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert(REQUEST_ID_HEADER, value);
+            headers.insert(super::names::REQUEST_ID, value);
         }
         if let Some(size) = shared {
-            headers.insert(COALESCED_HEADER, HeaderValue::from(size));
+            headers.insert(super::names::COALESCED, HeaderValue::from(size));
         }
         tracing::info!(
             request_id,
-            api = &*api,
+            api = &*api.name,
             outcome,
             code,
             reason = &*reason,
@@ -99,12 +96,12 @@ impl Gateway {
 
 impl Verdict {
     /// Tencent answered: passed through; a non-zero code is counted by API and code.
-    fn reply(metrics: &Metrics, api: Arc<str>, reply: &crate::upstream::Reply) -> Verdict {
+    fn reply(metrics: &Metrics, api: Arc<ApiMetrics>, reply: &crate::upstream::Reply) -> Verdict {
         let code = reply.code.unwrap_or(-1);
         if code != 0 {
             metrics
                 .tencent_errors
-                .with_label_values(&[&*api, &code.to_string()])
+                .with_label_values(&[&*api.name, &code.to_string()])
                 .inc();
         }
         Verdict {
@@ -118,7 +115,7 @@ impl Verdict {
 
     /// The gateway answered: a refusal is counted by reason; an unreachable upstream is not a
     /// refusal (the upstream metrics count it).
-    fn error(metrics: &Metrics, api: Option<Arc<str>>, err: &Error) -> Verdict {
+    fn error(metrics: &Metrics, api: Arc<ApiMetrics>, err: &Error) -> Verdict {
         let outcome = match err {
             Error::Invalid(_) => "invalid",
             Error::UpstreamConnect(_)
@@ -130,7 +127,7 @@ impl Verdict {
             metrics.rejections.with_label_values(&[err.reason()]).inc();
         }
         Verdict {
-            api: api.unwrap_or_else(|| Arc::from(UNROUTED)),
+            api,
             outcome,
             code: err.error_code(),
             reason: err.reason().into(),

@@ -2,12 +2,14 @@
 //! labels and buckets live in one place. Labels are bounded (API names come from the allow-list);
 //! a GroupId is never a label.
 
+mod api;
 mod pressure;
 #[cfg(target_os = "linux")]
 mod process;
 mod queue;
 mod table;
 
+pub use api::{ApiMetrics, OUTCOMES};
 pub use pressure::{ListenerMetrics, PressureMetrics};
 pub use queue::QueueMetrics;
 
@@ -166,6 +168,12 @@ impl Metrics {
                 registered.expect("static metric definitions with unique names");
             }
         }
+    }
+
+    /// The per-request metrics' handles of the API `name`, resolved once rather than at every
+    /// request.
+    pub fn api(&self, name: std::sync::Arc<str>) -> std::sync::Arc<ApiMetrics> {
+        std::sync::Arc::new(ApiMetrics::new(self, name))
     }
 
     /// Exports the durable queue's metrics (`queue.durable = true`). Again does nothing.

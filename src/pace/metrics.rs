@@ -1,6 +1,5 @@
 //! The pacer's metric handles, resolved once from the one `Metrics` registry.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
@@ -16,8 +15,8 @@ pub(super) struct PaceMetrics {
     pub(super) queued_group: IntGauge,
     pub(super) wait_app: Histogram,
     pub(super) wait_group: Histogram,
-    pub(super) admitted: HashMap<Arc<str>, IntCounter>,
-    pub(super) lane_rate: HashMap<Arc<str>, Gauge>,
+    pub(super) admitted: crate::FastMap<Arc<str>, IntCounter>,
+    pub(super) lane_rate: crate::FastMap<Arc<str>, Gauge>,
 }
 
 impl PaceMetrics {

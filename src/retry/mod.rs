@@ -4,6 +4,7 @@
 //! retry storm ([`budget`]).
 
 mod budget;
+mod detach;
 pub(crate) mod send;
 
 pub use budget::{FLOOR_PER_SECOND, RetryBudget};

@@ -1,8 +1,6 @@
 //! Tencent's answer codes and what each means for the gateway: success, worth retrying, a sign of
 //! sending too fast, an expired signature, or final. The one place that reads `ErrorCode`.
 
-use serde::Deserialize;
-
 /// Which lane a throttling answer slows down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slow {
@@ -105,15 +103,9 @@ pub fn reason(code: i64) -> &'static str {
     lookup(code).1
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "ErrorCode")]
-    error_code: Option<i64>,
-}
-
 /// Reads `ErrorCode` from an answer body; `None` when the body is not Tencent's shape.
 pub fn error_code(body: &[u8]) -> Option<i64> {
-    serde_json::from_slice::<Envelope>(body).ok()?.error_code
+    super::envelope::error_code(body)
 }
 
 /// Tencent's success body, for an answer the gateway knows to be a success.

@@ -4,4 +4,5 @@
 pub mod apis;
 pub mod catalogue;
 pub mod codes;
+mod envelope;
 pub mod usersig;

@@ -3,7 +3,6 @@
 //! refusals of heads that cannot be served, and a close that lets the answer arrive.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -26,7 +25,8 @@ thread_local! {
     static DATE_CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
 }
 
-fn date() -> String {
+/// Appends the `date` header's value to `out`.
+fn date(out: &mut Vec<u8>) {
     let now = crate::clock::system_now();
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -36,7 +36,7 @@ fn date() -> String {
         if cache.0 != secs {
             *cache = (secs, httpdate::fmt_http_date(now));
         }
-        cache.1.clone()
+        out.extend_from_slice(cache.1.as_bytes());
     })
 }
 
@@ -59,8 +59,13 @@ pub(super) async fn response(
             0
         },
     );
-    let reason = parts.status.canonical_reason().unwrap_or("");
-    let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", parts.status.as_u16());
+    // Pieces appended rather than `write!`: core::fmt cost about a thousand instructions per
+    // answer here.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
             continue;
@@ -71,12 +76,16 @@ pub(super) async fn response(
         out.extend_from_slice(b"\r\n");
     }
     if !parts.headers.contains_key(DATE) {
-        let _ = write!(out, "date: {}\r\n", date());
+        out.extend_from_slice(b"date: ");
+        date(&mut out);
+        out.extend_from_slice(b"\r\n");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
     if head_only {
         return write.write_all(&out).await;
     }
@@ -96,13 +105,15 @@ pub(super) async fn continue_100(write: &mut OwnedWriteHalf) -> std::io::Result<
 
 /// Answers a head that cannot be served (400, 431, 501) with an empty body.
 pub(super) async fn refusal(write: &mut OwnedWriteHalf, status: StatusCode) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ndate: {}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ndate: ",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
-        date()
-    );
-    write.write_all(head.as_bytes()).await
+    )
+    .into_bytes();
+    date(&mut head);
+    head.extend_from_slice(b"\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    write.write_all(&head).await
 }
 
 /// Ends the connection: our side is shut, and what the caller still sends is read and dropped
