@@ -4,13 +4,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, Running};
 use crate::config::reload::{self, Fixed};
 use crate::config::{Backend, Config, redact};
 use crate::error::Error;
@@ -19,12 +19,17 @@ use crate::memory::{self, MemoryGuard};
 use crate::metrics::Metrics;
 use crate::server::{self, ListenerLimits, Timeouts, fds};
 use crate::signer::Signer;
+use crate::telemetry::LogLevel;
 use crate::upstream::Upstream;
 
 /// A gateway with its listeners bound, ready to serve.
 #[derive(Debug)]
 pub struct App {
     config: Config,
+    /// The configuration in force and the last reload, shared with the reloader and `/config`.
+    running: Arc<Running>,
+    /// What `PUT /log-level` changes, when timgate installed the subscriber.
+    log: Option<LogLevel>,
     gateway: Arc<Gateway>,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
@@ -63,6 +68,8 @@ impl App {
         let listener = bind(config.server.listen, "server.listen").await?;
         let admin_listener = bind(config.server.admin_listen, "server.admin_listen").await?;
         Ok(App {
+            running: Arc::new(Running::new(config.clone())),
+            log: None,
             config,
             gateway,
             metrics,
@@ -86,11 +93,16 @@ impl App {
             .expect("a bound listener has an address")
     }
 
+    /// The log filter `/log-level` reads and changes: the handle `telemetry::init` gave.
+    pub fn with_log_level(self, log: Option<LogLevel>) -> App {
+        App { log, ..self }
+    }
+
     /// A handle that applies configuration reloads to this gateway while it serves.
     pub fn reloader(&self) -> Reloader {
         Reloader {
             gateway: self.gateway.clone(),
-            running: Arc::new(Mutex::new(self.config.clone())),
+            running: self.running.clone(),
         }
     }
 
@@ -105,6 +117,8 @@ impl App {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let App {
             config,
+            running,
+            log,
             gateway,
             metrics,
             ready,
@@ -133,7 +147,8 @@ impl App {
             );
         }
         let shared_limiter = matches!(config.limits.backend, Backend::Redis(_));
-        let admin = Admin::new(metrics, ready.clone(), shared_limiter);
+        let views = (running, gateway.pacer().clone(), log);
+        let admin = Admin::new(metrics, ready.clone(), shared_limiter, views);
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(server::serve(
             admin_listener,
@@ -242,22 +257,29 @@ fn listener_limits(
 #[derive(Debug, Clone)]
 pub struct Reloader {
     gateway: Arc<Gateway>,
-    running: Arc<Mutex<Config>>,
+    running: Arc<Running>,
 }
 
 impl Reloader {
     /// Applies `new`: the allow-list, tokens, body cap, limits, waits and retry policy change at
     /// once, keeping every queue. Returns the sections whose changes need a restart (listeners,
-    /// identity, upstream, limiter backend, log format), which stay as they were.
+    /// identity, upstream, limiter backend, log format), which stay as they were. `/config`
+    /// shows the result and when.
     pub fn apply(&self, mut new: Config) -> Vec<&'static str> {
-        let mut running = self
-            .running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut running = self.running.config();
         // What needs a restart keeps its running value, so that the next reload compares right.
         let restart = reload::settle(&running, &mut new);
         self.gateway.reconfigure(&new);
         *running = new;
-        restart.into_iter().map(Fixed::name).collect()
+        drop(running);
+        let restart: Vec<&'static str> = restart.into_iter().map(Fixed::name).collect();
+        self.running.applied(restart.clone());
+        restart
+    }
+
+    /// A reload was refused for `problems`: the running configuration stays, and `/config`
+    /// says so.
+    pub fn refused(&self, problems: &crate::config::ConfigError) {
+        self.running.refused(problems);
     }
 }

@@ -13,10 +13,14 @@ use crate::error::Error;
 pub const SAMPLE_BODY: &str =
     r#"{"GroupId":"@TGS#aDEMO","GroupAttr":[{"key":"song","value":"intro"}]}"#;
 
-/// Loads the configuration as usual, with the demo app's identity in place of `[tencent]`'s and the
-/// upstream pointed at the emulator.
+/// The demo's own defaults, under the file and the environment: logs as text, for a person
+/// reading them in a terminal, unless `[log]` says otherwise.
+pub const DEMO_DEFAULTS: &str = "[log]\nformat = \"text\"\n";
+
+/// Loads the configuration as usual (over [`DEMO_DEFAULTS`]), with the demo app's identity in
+/// place of `[tencent]`'s and the upstream pointed at the emulator.
 pub fn demo_config(file: Option<&Path>, emulator_url: &str) -> Result<Config, ConfigError> {
-    let mut raw = Config::load_raw(file, None)?;
+    let mut raw = Config::load_raw_under(DEMO_DEFAULTS, file)?;
     raw.tencent.sdkappid = DEMO_SDKAPPID;
     raw.tencent.identifier = DEMO_IDENTIFIER.into();
     raw.tencent.secret_key = DEMO_SECRET_KEY.into();
@@ -34,11 +38,13 @@ pub async fn run(
     let listener = bind(([127, 0, 0, 1], 0).into(), "demo emulator").await?;
     let emulator = Emulator::spawn(EmulatorConfig::demo(), listener, None);
     let config = demo_config(file, &format!("http://{}", emulator.addr))?;
-    let app = App::build(config).await?;
+    // `[log]` as configured: the level and format of the file and environment.
+    let log = crate::telemetry::init(config.log.format, &config.log.level);
+    let app = App::build(config).await?.with_log_level(log);
     let (addr, admin) = (app.addr(), app.admin_addr());
     println!("timgate demo: a gateway in front of an emulated Tencent IM app");
     println!("  gateway   http://{addr}   (signs as {DEMO_IDENTIFIER} of app {DEMO_SDKAPPID})");
-    println!("  admin     http://{admin}/metrics  /healthz  /readyz");
+    println!("  admin     http://{admin}/metrics  /healthz  /readyz  /config  /queues  /log-level");
     println!(
         "  emulator  http://{}   (stands in for Tencent; GET /_emulator/stats)",
         emulator.addr

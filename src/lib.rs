@@ -11,6 +11,7 @@ pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod log_level;
 pub mod memory;
 pub mod metrics;
 pub mod pace;

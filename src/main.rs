@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use timgate::app::{App, Reloader, bind};
-use timgate::config::{Backend, Config, LogFormat, QueueFallback, SecretSource, Share, redact};
+use timgate::config::{Config, LogFormat};
 use timgate::emulator::{Emulator, EmulatorConfig};
 use timgate::error::Error;
 use timgate::signer::Signer;
@@ -36,12 +36,22 @@ struct Cli {
 enum Command {
     /// Run the Tencent emulator alone.
     Emulate(EmulateArgs),
-    /// Print a UserSig for the configured identity.
-    Usersig,
+    /// Print a UserSig for the configured identity, or for another user of the app.
+    Usersig(UsersigArgs),
     /// Load and check the configuration; print what is wrong and exit non-zero.
     CheckConfig,
 }
 
+#[derive(clap::Args)]
+struct UsersigArgs {
+    /// The UserID to sign for, instead of `tencent.identifier` (the admin account): a client
+    /// SDK's login, or a test user's.
+    #[arg(long, value_name = "USERID")]
+    identifier: Option<String>,
+}
+
+/// The emulator alone, configured by these flags only: `--config` is refused with it, since
+/// nothing in a gateway's configuration describes the emulated app.
 #[derive(clap::Args)]
 struct EmulateArgs {
     /// Address to listen on.
@@ -114,17 +124,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// Refuses flag combinations that would otherwise be silently ignored, the way clap refuses
+/// its own (a message and usage on stderr, exit code 2).
+fn refuse_ignored_flags(cli: &Cli) {
+    use clap::CommandFactory;
+    let refuse = |message: String| {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit()
+    };
+    match &cli.command {
+        Some(command) if cli.demo => refuse(format!(
+            "--demo runs the gateway with its own emulator and takes no subcommand; run `timgate --demo` or `timgate {}` alone",
+            command.name()
+        )),
+        Some(Command::Emulate(_)) if cli.config.is_some() => refuse(
+            "emulate does not read --config: the emulator is configured by its own flags only (timgate emulate --help)".to_string(),
+        ),
+        _ => {}
+    }
+}
+
+impl Command {
+    /// The subcommand as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Emulate(_) => "emulate",
+            Command::Usersig(_) => "usersig",
+            Command::CheckConfig => "check-config",
+        }
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), Error> {
+    refuse_ignored_flags(&cli);
     let file = cli.config.as_deref();
     match cli.command {
-        None if cli.demo => {
-            timgate::telemetry::init(LogFormat::Text, "info");
-            timgate::demo::run(file, shutdown_signal()).await
-        }
+        None if cli.demo => timgate::demo::run(file, shutdown_signal()).await,
         None => {
             let config = Config::load(file)?;
             let log = timgate::telemetry::init(config.log.format, &config.log.level);
-            let app = App::build(config).await?;
+            let app = App::build(config).await?.with_log_level(log.clone());
             tokio::spawn(reload_on_hangup(
                 app.reloader(),
                 file.map(PathBuf::from),
@@ -133,90 +173,42 @@ async fn run(cli: Cli) -> Result<(), Error> {
             app.serve(shutdown_signal()).await
         }
         Some(Command::Emulate(args)) => emulate(args).await,
-        Some(Command::Usersig) => {
-            let config = Config::load(file)?;
-            let signer = Signer::new(&config.tencent)?;
-            println!("{}", signer.usersig());
-            eprintln!(
-                "sdkappid {} identifier {} expires at unix {}",
-                config.tencent.sdkappid,
-                config.tencent.identifier,
-                signer.expires_at()
-            );
-            Ok(())
-        }
+        Some(Command::Usersig(args)) => usersig(file, args),
         Some(Command::CheckConfig) => check_config(file),
     }
+}
+
+/// Prints a UserSig for the configured identity or `args.identifier`, and what it is for on
+/// stderr (never the key).
+fn usersig(file: Option<&std::path::Path>, args: UsersigArgs) -> Result<(), Error> {
+    let config = Config::load(file)?;
+    let mut tencent = config.tencent;
+    if let Some(identifier) = args.identifier {
+        timgate::tencent::catalogue::check_identifier(&identifier).map_err(|why| {
+            Error::Config(timgate::config::ConfigError::one(format!(
+                "--identifier: {why}"
+            )))
+        })?;
+        tencent.identifier = identifier;
+    }
+    let signer = Signer::new(&tencent)?;
+    println!("{}", signer.usersig());
+    eprintln!(
+        "sdkappid {} identifier {} expires at unix {}",
+        tencent.sdkappid,
+        tencent.identifier,
+        signer.expires_at()
+    );
+    Ok(())
 }
 
 fn check_config(file: Option<&std::path::Path>) -> Result<(), Error> {
     match Config::load(file) {
         Ok(config) => {
-            let key = match &config.tencent.secret {
-                SecretSource::Inline(_) => "secret_key (inline)".to_string(),
-                SecretSource::File(path) => format!("secret_key_file {}", path.display()),
-            };
             println!("configuration OK");
-            println!(
-                "  listen {}  admin {}",
-                config.server.listen, config.server.admin_listen
-            );
-            let t = &config.tencent;
-            println!(
-                "  upstream {}  backup {}  sdkappid {}  identifier {}  {key}",
-                redact::credentials(&t.base_url),
-                t.backup_url
-                    .as_deref()
-                    .map_or("none".into(), redact::credentials),
-                t.sdkappid,
-                t.identifier
-            );
-            if let Some(region) = &t.legacy_region {
-                println!(
-                    "  warning: Tencent's current pages no longer list region {region:?}; check that the app is still served there"
-                );
+            for line in config.summary() {
+                println!("{line}");
             }
-            let l = &config.limits;
-            // Said here so that an operator sees which form of each the layers ended with.
-            println!(
-                "  limits backend {}  fallback_share {}  max_in_flight_per_api {}",
-                match &l.backend {
-                    Backend::Local => "local".to_string(),
-                    Backend::Redis(target) => format!(
-                        "redis {} (timeout {} ms{})",
-                        target.describe(),
-                        target.timeout.as_millis(),
-                        if target.password_file.is_some() {
-                            ", password from redis_password_file"
-                        } else {
-                            ""
-                        }
-                    ),
-                },
-                match l.fallback_share {
-                    Share::Auto => "auto".to_string(),
-                    Share::Fixed(share) => share.to_string(),
-                },
-                l.max_in_flight_per_api
-            );
-            let q = &config.queue;
-            if q.durable {
-                println!(
-                    "  queue durable: {} partitions  lease {} ms  fallback {}  wait_replicas {}  result_ttl {} s  max_age {} s",
-                    q.partitions,
-                    q.lease.as_millis(),
-                    match q.fallback {
-                        QueueFallback::Refuse => "refuse (503 while Redis is away)",
-                        QueueFallback::Memory => "memory (in this replica while Redis is away)",
-                    },
-                    q.wait_replicas,
-                    q.result_ttl.as_secs(),
-                    q.max_age.as_secs()
-                );
-            } else {
-                println!("  queue in memory (queue.durable = false)");
-            }
-            println!("  allowed APIs: {}", config.allow.join(", "));
             Ok(())
         }
         Err(e) => {
@@ -274,6 +266,7 @@ async fn reload_on_hangup(reloader: Reloader, file: Option<PathBuf>, log: Option
                 Ok(config) => config,
                 Err(e) => {
                     tracing::error!(error = %e, "Configuration reload refused; the running configuration stays.");
+                    reloader.refused(&e);
                     continue;
                 }
             };
@@ -292,24 +285,37 @@ async fn reload_on_hangup(reloader: Reloader, file: Option<PathBuf>, log: Option
     let _ = (reloader, file, log);
 }
 
-/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, not when the future is first polled: a SIGTERM between the demo's printed curl and
+/// its serving would otherwise kill the process with the default action (exit by signal, not 0).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

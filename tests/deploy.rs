@@ -282,7 +282,7 @@ fn admin_rs_serves_the_paths_the_manifests_use() {
     for path in [binary::HEALTHZ, binary::READYZ, binary::METRICS] {
         assert!(
             served.contains(path),
-            "src/admin.rs no longer serves {path}: {served:?}"
+            "src/admin/mod.rs no longer serves {path}: {served:?}"
         );
     }
 }

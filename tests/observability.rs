@@ -24,7 +24,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use exposition::Scrape;
-use queries::{as_promql, dashboard, dashboard_exprs, metric_names};
+use queries::{
+    SCOPE, as_promql, dashboard, dashboard_exprs, metric_names, metric_names_with, unscoped,
+};
 use support::redis::Redis;
 use support::{Client, Gateway, base_toml, tls_emulator};
 use timgate::emulator::EmulatorConfig;
@@ -156,6 +158,13 @@ fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape, durable:
             used.entry(name).or_insert(source);
         }
     }
+    // The standard process metrics, which carry no prefix, from every gateway.
+    for name in metric_names_with(&dashboard_exprs().join("\n"), "process_") {
+        assert!(
+            scrape.exports(&name),
+            "the dashboard uses {name}, not exported"
+        );
+    }
     if durable.is_none() {
         eprintln!("skipped: the durable queue's metrics, without redis-server");
     }
@@ -181,7 +190,7 @@ fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape, durable:
 }
 
 #[test]
-fn the_dashboard_takes_its_datasource_and_api_from_variables_and_covers_every_signal() {
+fn the_dashboard_takes_its_datasource_scope_and_api_from_variables_and_covers_every_signal() {
     let dashboard = dashboard();
     let variables = dashboard["templating"]["list"]
         .as_array()
@@ -201,9 +210,32 @@ fn the_dashboard_takes_its_datasource_and_api_from_variables_and_covers_every_si
     assert_eq!(api["type"], "query");
     assert_eq!(
         api["query"]["query"],
-        "label_values(timgate_requests_total, api)"
+        format!("label_values(timgate_requests_total{{{SCOPE}}}, api)")
     );
     assert_eq!(api["datasource"]["uid"], "${datasource}");
+    // Each scope variable lists what the one before it leaves, from timgate's own series.
+    for (name, query) in [
+        ("namespace", "label_values(timgate_build_info, namespace)"),
+        (
+            "job",
+            r#"label_values(timgate_build_info{namespace=~"$namespace"}, job)"#,
+        ),
+        (
+            "pod",
+            r#"label_values(timgate_build_info{namespace=~"$namespace", job=~"$job"}, pod)"#,
+        ),
+    ] {
+        let scope = variable(name);
+        assert_eq!(scope["query"]["query"], query, "{name}");
+        assert_eq!(
+            (&scope["includeAll"], &scope["allValue"], &scope["multi"]),
+            (&json!(true), &json!(".*"), &json!(true)),
+            "{name}"
+        );
+    }
+    for expr in dashboard_exprs() {
+        assert_eq!(unscoped(&expr), Vec::<String>::new(), "unscoped in {expr}");
+    }
 
     let panels = dashboard["panels"].as_array().expect("panels");
     let mut ids = BTreeSet::new();
@@ -259,6 +291,10 @@ fn the_dashboard_takes_its_datasource_and_api_from_variables_and_covers_every_si
         "timgate_queue_partitions_owned",
     ] {
         assert!(used.contains(name), "no panel shows {name}");
+    }
+    let exprs = dashboard_exprs().join("\n");
+    for name in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+        assert!(exprs.contains(name), "no panel shows {name}");
     }
 }
 

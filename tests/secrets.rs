@@ -178,9 +178,9 @@ fn check_config_and_start_up_report_a_bad_secret_line_without_its_value() {
     }
 }
 
-/// The type error of a number's variable holding the SecretKey, with the key masked.
-const USERSIG_TTL: &str =
-    "invalid type: string \"***\", expected an integer for key `tencent.usersig_ttl_secs`";
+/// The type error of a number's variable holding the SecretKey, with the key masked and the
+/// variable named.
+const USERSIG_TTL: &str = "tencent.usersig_ttl_secs: invalid type: string \"***\", expected an integer (set by TIMGATE__TENCENT__USERSIG_TTL_SECS)";
 
 #[test]
 fn environment_secrets_are_never_echoed() {

@@ -46,6 +46,18 @@ impl std::error::Error for ConfigError {}
 pub(super) struct Problems(Vec<String>);
 
 impl Problems {
+    /// Whether no problem was found.
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems found.
+    #[cfg(test)]
+    pub(super) fn into_inner(self) -> Vec<String> {
+        self.0
+    }
+
     /// Adds a problem with `key`.
     pub(super) fn add(&mut self, key: &str, why: impl std::fmt::Display) {
         self.0.push(format!("{key}: {why}"));
@@ -117,6 +129,7 @@ impl RawConfig {
                 "a token has leading or trailing spaces and could never match",
             );
         }
+        super::tokens::check(&s.auth_tokens, &mut p);
         let tencent = check_tencent(&self.tencent, &mut p);
         let upstream = UpstreamConfig {
             connect_timeout: ms(p.positive(
@@ -156,11 +169,8 @@ impl RawConfig {
                 LogFormat::Json
             }
         };
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            p.add(
-                "log.level",
-                format!("{:?} is not a tracing filter: {e}", self.log.level),
-            );
+        if let Err(why) = super::log_filter::check(&self.log.level) {
+            p.add("log.level", why);
         }
         let log = LogConfig {
             format,

@@ -29,7 +29,10 @@ const URL_KEYS: [&str; 3] = [
 pub(super) fn of_raw(raw: &RawConfig) -> Secrets {
     let mut secrets = Secrets::default();
     secrets.add(&raw.tencent.secret_key);
-    raw.server.auth_tokens.iter().for_each(|t| secrets.add(t));
+    for entry in &raw.server.auth_tokens {
+        secrets.add(entry);
+        secrets.add(super::tokens::split(entry).1);
+    }
     let l = &raw.limits;
     std::iter::once(&l.redis_url)
         .chain(&l.redis_sentinels)
@@ -81,7 +84,10 @@ fn add_env(secrets: &mut Secrets) {
             value.split(',').for_each(|url| secrets.add_url(url.trim()));
         } else {
             secrets.add(value);
-            value.split(',').for_each(|item| secrets.add(item.trim()));
+            for item in value.split(',') {
+                secrets.add(item.trim());
+                secrets.add(super::tokens::split(item.trim()).1);
+            }
         }
     }
 }
@@ -102,6 +108,7 @@ fn add_leaves(secrets: &mut Secrets, key: &str, value: Value) {
                 secrets.add_url(&text);
             } else {
                 secrets.add(&text);
+                secrets.add(super::tokens::split(&text).1);
             }
         }
     }

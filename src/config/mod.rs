@@ -2,14 +2,18 @@
 //! checked once and turned into typed values so that nothing downstream re-checks them.
 
 mod check;
+mod gather;
 mod known;
 mod limits;
+pub mod log_filter;
 mod queue;
 mod raw;
 pub mod redact;
 mod redis;
 pub mod reload;
 mod source_error;
+mod summary;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -264,15 +268,66 @@ pub struct LogConfig {
 
 impl Config {
     /// Loads the defaults, then `file` if given, then the environment, and checks the result.
+    /// The problems are every one found: values of the wrong type and unknown keys as well as
+    /// values out of range, each with the variable or file its value came from.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::load_raw(file, None)?.check()
+        let origins = gather::Origins::of(file, true);
+        let (raw, mut problems) = Self::read(file, None, None)?;
+        // A key whose value could not be read was checked at its default: its problem stands.
+        let unread: Vec<String> = problems
+            .iter()
+            .filter_map(|p| p.split(": ").next().map(|key| format!("{key}: ")))
+            .collect();
+        match raw.check() {
+            Ok(config) if problems.is_empty() => return Ok(config),
+            Ok(_) => {}
+            Err(checked) => problems.extend(
+                (checked.problems.into_iter()).filter(|p| !unread.iter().any(|k| p.starts_with(k))),
+            ),
+        }
+        let problems = problems.iter().map(|p| origins.annotate(p)).collect();
+        Err(ConfigError { problems })
     }
 
     /// Like [`Config::load`] with an extra TOML layer on top of the file (tests use it instead of
-    /// environment variables).
+    /// environment variables), unchecked.
     pub fn load_raw(file: Option<&Path>, overlay: Option<&str>) -> Result<RawConfig, ConfigError> {
+        Self::load_raw_layers(None, file, overlay)
+    }
+
+    /// Like [`Config::load_raw`] with a TOML layer `under` the file: defaults of a mode of its
+    /// own (`--demo` logs as text unless `[log]` says otherwise), which the file and the
+    /// environment override.
+    pub fn load_raw_under(under: &str, file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+        Self::load_raw_layers(Some(under), file, None)
+    }
+
+    fn load_raw_layers(
+        under: Option<&str>,
+        file: Option<&Path>,
+        overlay: Option<&str>,
+    ) -> Result<RawConfig, ConfigError> {
+        let origins = gather::Origins::of(file, true);
+        match Self::read(file, under, overlay)? {
+            (raw, problems) if problems.is_empty() => Ok(raw),
+            (_, problems) => Err(ConfigError {
+                problems: problems.iter().map(|p| origins.annotate(p)).collect(),
+            }),
+        }
+    }
+
+    /// The configuration as written in every layer, with the problems met reading it (secrets
+    /// scrubbed); an error only for a source that cannot be read at all.
+    fn read(
+        file: Option<&Path>,
+        under: Option<&str>,
+        overlay: Option<&str>,
+    ) -> Result<(RawConfig, Vec<String>), ConfigError> {
         let mut builder =
             config::Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(toml) = under {
+            builder = builder.add_source(File::from_str(toml, FileFormat::Toml));
+        }
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::one(format!(
@@ -297,10 +352,15 @@ impl Config {
                 .with_list_parse_key("limits.redis_cluster_nodes"),
         );
         // Gathered only on error: the secrets every layer that parses holds.
-        let fail =
-            |e| ConfigError::from_source(e, &known::in_sources(file, overlay.as_slice(), true));
+        let secrets = || known::in_sources(file, overlay.as_slice(), true);
+        let fail = |e| ConfigError::from_source(e, &secrets());
         let merged = builder.build().map_err(fail)?;
-        merged.try_deserialize::<RawConfig>().map_err(fail)
+        let (raw, problems) = gather::read(merged).map_err(fail)?;
+        if problems.is_empty() {
+            return Ok((raw, problems));
+        }
+        let secrets = secrets();
+        Ok((raw, problems.iter().map(|p| secrets.scrub(p)).collect()))
     }
 
     /// Builds settings from a TOML string laid over the defaults, ignoring the environment.

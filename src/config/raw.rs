@@ -39,7 +39,8 @@ pub struct RawServer {
     pub max_body_bytes: u64,
     /// How long draining may take on SIGTERM, in milliseconds.
     pub shutdown_grace_ms: u64,
-    /// Bearer tokens callers must present; empty means no authentication.
+    /// Bearer tokens callers must present, each `token` or `name:token` (the caller's name in a
+    /// metric label and the log); empty means no authentication.
     pub auth_tokens: Vec<String>,
     /// Time for a connection to send a complete request header, in milliseconds.
     pub header_read_timeout_ms: u64,

@@ -16,6 +16,29 @@ pub(super) fn describe(err: &SourceError) -> String {
     describe_in(err, false)
 }
 
+/// What is wrong with the value at `key`, without the key or the source it came from (the caller
+/// says both); values quoted only where `key` does not hold a secret.
+pub(super) fn describe_value(err: &SourceError, key: &str) -> String {
+    let secret = holds_secret(key);
+    match err {
+        SourceError::Type {
+            unexpected,
+            expected,
+            ..
+        } => {
+            let found = unexpected.to_string();
+            let found = if secret {
+                without_values(&found)
+            } else {
+                found
+            };
+            format!("invalid type: {found}, expected {expected}")
+        }
+        SourceError::At { error, .. } => describe_value(error, key),
+        other => describe_in(other, secret),
+    }
+}
+
 /// `secret`: the error is about a value under a secret key, so values quoted in it are dropped.
 fn describe_in(err: &SourceError, secret: bool) -> String {
     match err {

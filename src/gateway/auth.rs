@@ -1,6 +1,9 @@
 //! Bearer tokens: the accepted ones kept only as SHA-256 digests, made once per live
 //! configuration, and a check whose time depends neither on how much of a token matched nor on
-//! the lengths of the configured tokens.
+//! the lengths of the configured tokens. A token's entry may name its caller (`name:token`):
+//! the check says who it was and counts the request under that name.
+
+use std::sync::Arc;
 
 use http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
@@ -10,9 +13,24 @@ const SCHEME: &str = "bearer";
 
 type Sha = [u8; 32];
 
+/// One accepted token: its digest, its caller's name and that caller's request counter.
+#[derive(Clone)]
+struct Token {
+    digest: Sha,
+    caller: Arc<str>,
+    requests: prometheus::IntCounter,
+}
+
 /// The accepted tokens, as digests.
 #[derive(Clone, Default)]
-pub(super) struct Tokens(Vec<Sha>);
+pub(super) struct Tokens(Vec<Token>);
+
+impl std::fmt::Debug for Token {
+    // Neither the digest nor anything that would find the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({})", self.caller)
+    }
+}
 
 impl std::fmt::Debug for Tokens {
     // Not even a digest: a short token could be found from it.
@@ -26,8 +44,18 @@ fn digest(token: &[u8]) -> Sha {
 }
 
 impl Tokens {
-    pub(super) fn new(tokens: &[String]) -> Tokens {
-        Tokens(tokens.iter().map(|t| digest(t.as_bytes())).collect())
+    /// The tokens of `server.auth_tokens` entries, each counted in `metrics` under its name.
+    pub(super) fn new(entries: &[String], metrics: &crate::metrics::Metrics) -> Tokens {
+        let token = |entry: &String| {
+            let (name, token) = crate::config::tokens::split(entry);
+            let caller = name.unwrap_or(crate::config::tokens::UNNAMED);
+            Token {
+                digest: digest(token.as_bytes()),
+                caller: caller.into(),
+                requests: metrics.caller_requests.with_label_values(&[caller]),
+            }
+        };
+        Tokens(entries.iter().map(token).collect())
     }
 
     /// No token is required.
@@ -35,20 +63,22 @@ impl Tokens {
         self.0.is_empty()
     }
 
-    /// Whether the request presents one of the tokens.
-    pub(super) fn admit(&self, headers: &HeaderMap) -> bool {
-        let Some(presented) = headers
+    /// The caller whose token the request presents, counted; `None` when it presents none of
+    /// them.
+    pub(super) fn admit(&self, headers: &HeaderMap) -> Option<Arc<str>> {
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-        else {
-            return false;
-        };
+            .and_then(bearer)?;
         let presented = digest(presented.as_bytes());
-        // Every digest is compared in full, with no early exit, so that timing tells nothing.
-        self.0.iter().fold(false, |found, token| {
-            found | constant_time_eq(token, &presented)
-        })
+        // Every digest is compared in full, with no early exit, so that timing tells nothing
+        // of the tokens (at most where in the list the match was).
+        let found = self.0.iter().fold(None, |found, token| {
+            let equal = constant_time_eq(&token.digest, &presented);
+            found.or(equal.then_some(token))
+        })?;
+        found.requests.inc();
+        Some(found.caller.clone())
     }
 }
 
@@ -70,17 +100,21 @@ fn constant_time_eq(a: &Sha, b: &Sha) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     fn admits(tokens: &Tokens, authorization: &str) -> bool {
         let mut headers = HeaderMap::new();
         let value = http::HeaderValue::from_str(authorization).expect("a header value");
         headers.insert(header::AUTHORIZATION, value);
-        tokens.admit(&headers)
+        tokens.admit(&headers).is_some()
     }
 
     #[test]
     fn the_scheme_is_matched_without_case_and_spaces_are_not_the_token() {
-        let tokens = Tokens::new(&["s3cret".to_string(), "other".to_string()]);
+        let tokens = Tokens::new(
+            &["s3cret".to_string(), "other".to_string()],
+            &Metrics::new(),
+        );
         for (authorization, admitted) in [
             ("Bearer s3cret", true),
             ("bearer s3cret", true),
@@ -103,7 +137,7 @@ mod tests {
                 "{authorization:?}"
             );
         }
-        assert!(!tokens.admit(&HeaderMap::new()), "no header");
+        assert!(tokens.admit(&HeaderMap::new()).is_none(), "no header");
     }
 
     #[test]
@@ -125,9 +159,32 @@ mod tests {
 
     #[test]
     fn every_token_is_compared_and_no_digest_is_printed() {
-        let tokens = Tokens::new(&["first".to_string(), "last".to_string()]);
+        let tokens = Tokens::new(&["first".to_string(), "last".to_string()], &Metrics::new());
         assert!(admits(&tokens, "Bearer last"), "the last token counts too");
         assert_eq!(format!("{tokens:?}"), "Tokens(2 redacted)");
         assert!(Tokens::default().is_empty() && !tokens.is_empty());
+    }
+
+    #[test]
+    fn a_named_token_says_its_caller_and_counts_under_that_name() {
+        let metrics = Metrics::new();
+        let entries = ["billing:tok-b".to_string(), "tok-plain".to_string()];
+        let tokens = Tokens::new(&entries, &metrics);
+        let caller = |authorization: &str| {
+            let mut headers = HeaderMap::new();
+            let value = http::HeaderValue::from_str(authorization).expect("a header value");
+            headers.insert(header::AUTHORIZATION, value);
+            tokens.admit(&headers).map(|c| c.to_string())
+        };
+        assert_eq!(caller("Bearer tok-b").as_deref(), Some("billing"));
+        assert_eq!(caller("Bearer tok-b").as_deref(), Some("billing"));
+        assert_eq!(caller("Bearer tok-plain").as_deref(), Some("unnamed"));
+        assert_eq!(
+            caller("Bearer billing:tok-b"),
+            None,
+            "the name is not part of the token"
+        );
+        let count = |name: &str| metrics.caller_requests.with_label_values(&[name]).get();
+        assert_eq!((count("billing"), count("unnamed")), (2, 1));
     }
 }

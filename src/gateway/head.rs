@@ -109,12 +109,16 @@ impl Gateway {
         Ok(live.max_wait.min(Duration::from_millis(millis)))
     }
 
-    pub(super) fn authorize(live: &Live, headers: &HeaderMap) -> Result<(), Error> {
-        if live.auth_tokens.is_empty() || live.auth_tokens.admit(headers) {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized)
+    /// Checks the bearer token when tokens are configured; returns the caller's name (its
+    /// `server.auth_tokens` entry's, `unnamed` for a plain token), `None` when none is asked.
+    pub(super) fn authorize(live: &Live, headers: &HeaderMap) -> Result<Option<Arc<str>>, Error> {
+        if live.auth_tokens.is_empty() {
+            return Ok(None);
         }
+        live.auth_tokens
+            .admit(headers)
+            .map(Some)
+            .ok_or(Error::Unauthorized)
     }
 
     fn route(live: &Live, parts: &Parts) -> Result<Route, Error> {

@@ -72,7 +72,7 @@ impl Live {
             .collect();
         Live {
             routes,
-            auth_tokens: Tokens::new(&config.server.auth_tokens),
+            auth_tokens: Tokens::new(&config.server.auth_tokens, metrics),
             max_body_bytes: config.server.max_body_bytes,
             body_read_timeout: config.server.body_read_timeout,
             max_wait: config.limits.max_wait,

@@ -141,6 +141,11 @@ pub(super) const QUEUED_REQUESTS: Def = def(
     "Requests waiting now, by lane.",
     &["lane"],
 );
+pub(super) const CALLER_REQUESTS: Def = def(
+    "caller_requests_total",
+    "Requests that presented a caller's bearer token, by the name server.auth_tokens gives it (unnamed for a plain token).",
+    &["caller"],
+);
 pub(super) const ACTIVE_GROUPS: Def = def(
     "active_groups",
     "Groups whose pacing state is in memory.",

@@ -23,6 +23,7 @@ impl Lanes {
             sent: SendLog::default(),
             busy: false,
             waiters: VecDeque::new(),
+            held_since: now,
             open: None,
         });
         // Nothing merges across a write: a batch opened for it sets itself open afterwards.
@@ -31,10 +32,11 @@ impl Lanes {
         }
         if !lane.busy {
             lane.busy = true;
+            lane.held_since = now;
             return Admitted::Go;
         }
         let (tx, rx) = oneshot::channel();
-        lane.waiters.push_back((id, tx));
+        lane.waiters.push_back((id, now, tx));
         self.group_waiting += 1;
         Admitted::Wait(rx)
     }
@@ -50,7 +52,7 @@ impl Lanes {
         let Some(lane) = self.groups.get_mut(group) else {
             return false;
         };
-        let Some(at) = lane.waiters.iter().position(|(waiter, _)| *waiter == id) else {
+        let Some(at) = lane.waiters.iter().position(|(waiter, _, _)| *waiter == id) else {
             return false;
         };
         lane.waiters.remove(at);
@@ -63,11 +65,12 @@ impl Lanes {
         let Some(lane) = self.groups.get_mut(group) else {
             return;
         };
-        while let Some((_, handover)) = lane.waiters.pop_front() {
+        while let Some((_, since, handover)) = lane.waiters.pop_front() {
             self.group_waiting -= 1;
             // A waiter whose caller just hung up has dropped its receiver: skip it. Its own
             // cleanup will find itself gone from the queue and do nothing more.
             if handover.send(()).is_ok() {
+                lane.held_since = since;
                 return;
             }
         }

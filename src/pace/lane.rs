@@ -121,8 +121,11 @@ pub(crate) struct GroupLane {
     pub sent: SendLog,
     /// A write of this group holds the lane: it is waiting for its slot or its answer.
     pub busy: bool,
-    /// Writes waiting behind it, in accept order, each with the signal that hands it the lane.
-    pub waiters: VecDeque<(u64, oneshot::Sender<()>)>,
+    /// Writes waiting behind it, in accept order, each with when it was admitted (for
+    /// `GET /queues`) and the signal that hands it the lane.
+    pub waiters: VecDeque<(u64, Instant, oneshot::Sender<()>)>,
+    /// When the write holding the lane (`busy`) was admitted: the oldest wait of the group.
+    pub held_since: Instant,
     /// The coalesced batch a mergeable write may join: the newest write in this lane, not yet
     /// sent (see `pace::batch`). Any other write admitted to the lane closes it.
     pub open: Option<Arc<Batch>>,

@@ -27,6 +27,7 @@ mod send_log;
 mod settings;
 pub mod shared;
 mod slow;
+mod snapshot;
 mod ticket;
 mod total;
 mod turn;
@@ -47,6 +48,7 @@ use follow::{Grant, full_settings, lane_settings};
 use lanes::{Admitted, Lanes};
 pub use lanes::{LaneSettings, message_lane};
 use metrics::PaceMetrics;
+pub use snapshot::{GroupView, LaneView, PacerView};
 pub use ticket::{Admission, Permit};
 use ticket::{Phase, Ticket};
 

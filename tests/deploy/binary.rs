@@ -1,5 +1,5 @@
 //! What the manifests must agree with, read from the source and the binary itself: the config keys
-//! and defaults (config/default.toml), the listener ports, and the admin paths (src/admin.rs).
+//! and defaults (config/default.toml), the listener ports, and the admin paths (src/admin/mod.rs).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -35,9 +35,10 @@ pub(crate) fn default_listeners() -> (SocketAddr, SocketAddr) {
     (config.server.listen, config.server.admin_listen)
 }
 
-/// The paths src/admin.rs answers: the string literals that open a match arm.
+/// The paths src/admin/mod.rs answers: the string literals that open a match arm.
 pub(crate) fn admin_paths() -> BTreeSet<String> {
-    let source = std::fs::read_to_string(tools::repo().join("src/admin.rs")).expect("src/admin.rs");
+    let source =
+        std::fs::read_to_string(tools::repo().join("src/admin/mod.rs")).expect("src/admin/mod.rs");
     source
         .lines()
         .map(str::trim)

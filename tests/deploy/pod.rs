@@ -241,7 +241,7 @@ fn check_ports_and_probes(
         let path = str_at(get, &["path"]);
         if want.is_some_and(|w| w != path) || !served.contains(path) {
             p(format!(
-                "{probe} path {path:?}: want {want:?}; src/admin.rs serves {served:?}"
+                "{probe} path {path:?}: want {want:?}; src/admin/mod.rs serves {served:?}"
             ));
         }
         let port = get

@@ -98,7 +98,7 @@ fn check_monitor(docs: &[Value], monitor: &Value, admin_port: u16, problems: &mu
             .unwrap_or(METRICS);
         if path != METRICS || !served.contains(path) {
             problems.push(format!(
-                "{id}: path {path:?}; src/admin.rs serves metrics at {METRICS}"
+                "{id}: path {path:?}; src/admin/mod.rs serves metrics at {METRICS}"
             ));
         }
         let port_name = str_at(endpoint, &["port"]);
