@@ -1,11 +1,12 @@
 //! The `timgate` command line: run the gateway (or the demo), the emulator alone, print a UserSig,
-//! or check a configuration. Configuration problems exit with code 64 and one line per problem.
+//! check a configuration, or print shell completions and the man page made from these
+//! definitions. Configuration problems exit with code 64 and one line per problem.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use timgate::app::{App, Reloader, bind};
 use timgate::config::{Config, LogFormat};
 use timgate::emulator::{Emulator, EmulatorConfig};
@@ -40,6 +41,45 @@ enum Command {
     Usersig(UsersigArgs),
     /// Load and check the configuration; print what is wrong and exit non-zero.
     CheckConfig,
+    /// Print a completion script for SHELL, e.g. `timgate completions bash >
+    /// /usr/share/bash-completion/completions/timgate`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `timgate man > /usr/local/share/man/man1/timgate.1`; with
+    /// --dir, write it and one page per subcommand (timgate-emulate.1, ...) there instead.
+    Man {
+        /// The directory to write timgate.1 and the subcommands' pages to.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Prints what `completions` and `man` make from the definitions above, if one of them was asked
+/// for. They need no configuration and no runtime.
+fn print_docs(command: Option<&Command>) -> Option<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = match command? {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "timgate", &mut out);
+            out.flush()
+        }
+        Command::Man { dir: None } => clap_mangen::Man::new(Cli::command())
+            .render(&mut out)
+            .and_then(|()| out.flush()),
+        Command::Man { dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), dir),
+        _ => return None,
+    };
+    Some(match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("timgate: cannot write the pages: {e}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 #[derive(clap::Args)]
@@ -101,6 +141,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = print_docs(cli.command.as_ref()) {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,6 +218,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Emulate(args)) => emulate(args).await,
         Some(Command::Usersig(args)) => usersig(file, args),
         Some(Command::CheckConfig) => check_config(file),
+        // Printed by print_docs before the runtime starts.
+        Some(Command::Completions { .. } | Command::Man { .. }) => Ok(()),
     }
 }
 

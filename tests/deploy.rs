@@ -4,13 +4,17 @@
 //! it: config keys that exist, `check-config` passing on the mounted files, ports, probe paths,
 //! security context, memory and grace period that match the binary.
 //!
-//! A missing tool skips its check with `skipped: <tool> not found`, unless TIMGATE_REQUIRE_TOOLS=1
-//! (CI), which makes it a failure.
+//! A missing tool fails its check with how to install it (`.ci/tools`), unless
+//! TIMGATE_SKIP_MISSING_TOOLS=1 asks to skip it.
 
 #[path = "deploy/binary.rs"]
 mod binary;
+#[path = "deploy/idioms.rs"]
+mod idioms;
 #[path = "deploy/kube.rs"]
 mod kube;
+#[path = "support/tools.rs"]
+mod outside;
 #[path = "deploy/pod.rs"]
 mod pod;
 #[path = "deploy/runtime.rs"]
@@ -32,7 +36,7 @@ use serde_json::Value;
 const KUBERNETES_VERSION: &str = "1.30.0";
 
 /// The overlays deploy/README.md documents, and what each must deploy (see `each_overlay_*`).
-const OVERLAYS: [&str; 3] = ["sidecar-native", "sidecar-classic", "shared"];
+const OVERLAYS: [&str; 4] = ["sidecar-native", "sidecar-classic", "shared", "example"];
 
 fn assert_no_problems(what: &str, problems: &[String]) {
     assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
@@ -427,11 +431,13 @@ fn overlays() -> Option<&'static [Checked]> {
             .map(|overlay| {
                 let mut problems = Vec::new();
                 let mut summaries = Vec::new();
-                for pod in kube::pod_templates(&overlay.docs) {
+                // The cluster as the operator has it: with the Secrets deploy/README.md makes.
+                let docs = idioms::with_operator_secrets(&overlay.docs);
+                for pod in kube::pod_templates(&docs) {
                     let timgates = kube::containers(pod.spec).filter(|(c, _)| kube::is_timgate(c));
                     for (container, init) in timgates {
                         summaries.extend(pod::check(
-                            &overlay.docs,
+                            &docs,
                             &pod,
                             container,
                             init,
@@ -440,7 +446,7 @@ fn overlays() -> Option<&'static [Checked]> {
                         ));
                     }
                 }
-                wiring::check(&overlay.docs, admin.port(), &mut problems);
+                wiring::check(&docs, admin.port(), &mut problems);
                 Checked {
                     name: overlay.name.clone(),
                     summaries,
@@ -476,7 +482,9 @@ fn each_overlay_deploys_its_variant() {
         for s in &checked.summaries {
             let at = format!("{name} {}", s.workload);
             match name {
-                "sidecar-native" => assert!(s.native_sidecar && s.beside_caller, "{at}: {s:?}"),
+                "sidecar-native" | "example" => {
+                    assert!(s.native_sidecar && s.beside_caller, "{at}: {s:?}")
+                }
                 "sidecar-classic" => assert!(!s.native_sidecar && s.beside_caller, "{at}: {s:?}"),
                 _ => assert!(
                     !s.beside_caller
@@ -502,13 +510,7 @@ fn each_overlay_deploys_its_variant() {
             .iter()
             .map(|d| kube::str_at(d, &["kind"]))
             .collect();
-        let mut want = vec![
-            "ConfigMap",
-            "Secret",
-            "Service",
-            "ServiceMonitor",
-            "Deployment",
-        ];
+        let mut want = vec!["ConfigMap", "Service", "ServiceMonitor", "Deployment"];
         if rendered.name == "shared" {
             want.push("PodDisruptionBudget");
         }
@@ -526,7 +528,7 @@ fn deploy_readme_tells_how_to_build_and_apply_each_variant() {
         readme.contains("docker build -f deploy/Dockerfile ."),
         "no build command"
     );
-    for name in OVERLAYS {
+    for name in OVERLAYS.iter().chain(&["alerts"]) {
         let apply = format!("kubectl apply -k deploy/kubernetes/{name}");
         assert!(readme.contains(&apply), "deploy/README.md lacks `{apply}`");
     }

@@ -3,11 +3,12 @@
 //! `/healthz` answering (before the caps, the caller got nothing for 5 s and /healthz was dead).
 
 mod binary;
+#[path = "support/tools.rs"]
+mod tools;
 
 use binary::{free_port, gateway_env, spawn};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -55,12 +56,7 @@ fn ask_quick(addr: SocketAddr) -> bool {
 
 #[test]
 fn a_new_caller_and_healthz_get_through_with_both_listeners_flooded_under_1024_descriptors() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("TIMGATE_REQUIRE_TOOLS").is_err(),
-            "prlimit is required in CI"
-        );
-        eprintln!("skipped: prlimit (util-linux) is not installed");
+    if !tools::runs("prlimit") {
         return;
     }
     // This test's own side holds 2,200 sockets.

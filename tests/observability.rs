@@ -4,9 +4,8 @@
 //! of the Grafana dashboard (deploy/grafana/timgate.json) parses and names only exported metrics;
 //! the PrometheusRule (deploy/kubernetes/base) carries exactly the groups of rules.yml.
 //!
-//! The checks that need `promtool` or python3 with PyYAML skip (passing, printing
-//! `skipped: promtool not found` or the like) when those are missing, unless
-//! `TIMGATE_REQUIRE_TOOLS=1`, in which case they fail.
+//! The checks that need `promtool` or python3 with PyYAML fail when those are missing, saying how
+//! to install them, unless TIMGATE_SKIP_MISSING_TOOLS=1 asks to skip them.
 
 #[path = "observability/exposition.rs"]
 mod exposition;
@@ -385,7 +384,7 @@ fn the_prometheusrule_carries_exactly_the_groups_of_rules_yml() {
         return;
     }
     let rules = yaml(&root().join("deploy/prometheus/rules.yml"));
-    let resource = yaml(&root().join("deploy/kubernetes/base/prometheusrule.yaml"));
+    let resource = yaml(&root().join("deploy/kubernetes/alerts/prometheusrule.yaml"));
     assert_eq!(resource["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(resource["kind"], "PrometheusRule");
     assert!(resource["metadata"]["name"].is_string());

@@ -4,6 +4,8 @@
 
 #[path = "secrets/running.rs"]
 mod running;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

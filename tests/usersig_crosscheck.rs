@@ -1,8 +1,11 @@
 //! Cross-checks the UserSig module against the official npm package `tls-sig-api-v2` 1.0.2 and
 //! an independent node `crypto`/`zlib` verifier (tests/usersig-node/crosscheck.js).
 //!
-//! Skips (passing) when node or npm is missing or the package cannot be installed, unless
-//! `TIMGATE_REQUIRE_NODE=1`, in which case those conditions fail the test.
+//! Fails when node or npm is missing or the package cannot be installed (`.ci/tools` installs
+//! them), unless TIMGATE_SKIP_MISSING_TOOLS=1 asks to skip it.
+
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -69,16 +72,13 @@ fn setup() -> Result<Node, String> {
     Ok(Node { node, dir })
 }
 
-/// The node tools, or `None` after printing why the cross-check is skipped.
+/// The node tools, or `None` where they are missing and TIMGATE_SKIP_MISSING_TOOLS=1.
 fn node() -> Option<&'static Node> {
     static SETUP: OnceLock<Result<Node, String>> = OnceLock::new();
     match SETUP.get_or_init(setup) {
         Ok(n) => Some(n),
-        Err(why) if std::env::var("TIMGATE_REQUIRE_NODE").as_deref() == Ok("1") => {
-            panic!("TIMGATE_REQUIRE_NODE=1 but the node cross-check cannot run: {why}")
-        }
         Err(why) => {
-            eprintln!("skipped: {why}");
+            tools::missing(why);
             None
         }
     }

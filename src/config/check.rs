@@ -68,7 +68,7 @@ impl Problems {
         value.parse().unwrap_or_else(|_| {
             self.add(
                 key,
-                format!("{value:?} is not an IP:port address (e.g. \"127.0.0.1:8080\")"),
+                format!("{value:?} is not an IP:port address (e.g. \"127.0.0.1:4470\")"),
             );
             SocketAddr::from(([127, 0, 0, 1], 0))
         })

@@ -98,28 +98,49 @@ pub(crate) fn is_kustomization(file: &File) -> bool {
         .is_some_and(|n| n == "kustomization.yaml" || n == "kustomization.yml")
 }
 
+/// The directories to render: every kustomization but the components (`kind: Component`), which
+/// render only as part of one (sidecar-native/ uses components/sidecar; tests/deploy/idioms.rs
+/// uses both components in a kustomization of its own).
 fn kustomization_dirs(files: &[File]) -> Vec<PathBuf> {
     files
         .iter()
         .filter(|f| is_kustomization(f))
+        .filter(|f| {
+            f.docs
+                .first()
+                .is_none_or(|d| str_at(d, &["kind"]) != "Component")
+        })
         .map(|f| tools::repo().join(&f.path).parent().expect("a dir").into())
         .collect()
 }
 
 fn render(kustomize: &[PathBuf], python: &Path, dir: &Path) -> Rendered {
-    let out = tools::run(Command::new(&kustomize[0]).args(&kustomize[1..]).arg(dir));
     let name = dir
         .strip_prefix(root())
         .expect("under deploy/kubernetes")
         .display()
         .to_string();
+    let docs = render_with(kustomize, python, dir);
+    Rendered { name, docs }
+}
+
+fn render_with(kustomize: &[PathBuf], python: &Path, dir: &Path) -> Vec<Value> {
+    let out = tools::run(Command::new(&kustomize[0]).args(&kustomize[1..]).arg(dir));
     assert!(
         out.status.success(),
-        "kustomize cannot render {name}:\n{}",
+        "kustomize cannot render {}:\n{}",
+        dir.display(),
         tools::both(&out)
     );
-    let docs = tools::yaml_text(python, &String::from_utf8_lossy(&out.stdout));
-    Rendered { name, docs }
+    tools::yaml_text(python, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// Any kustomization directory rendered (one a test wrote), or `None` where kustomize or python3
+/// is missing and TIMGATE_SKIP_MISSING_TOOLS=1.
+pub(crate) fn render_dir(dir: &Path) -> Option<Vec<Value>> {
+    let python = tools::python()?;
+    let kustomize = tools::kustomize()?;
+    Some(render_with(&kustomize, &python, dir))
 }
 
 /// The files a kustomization names: `(resources, patches)`, as paths relative to the repo root.

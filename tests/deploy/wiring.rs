@@ -1,5 +1,6 @@
 //! How the objects of one rendered kustomization point at each other: Services at pods and named
-//! ports, ServiceMonitors at Services and /metrics, PodDisruptionBudgets at workloads; and the shape
+//! ports, ServiceMonitors at Services and /metrics, PodMonitors at pods' admin ports,
+//! PodDisruptionBudgets at workloads; and the shape
 //! of CRD objects, whose schemas kubernetes-validate does not have.
 
 use serde_json::Value;
@@ -17,6 +18,9 @@ pub(crate) fn check(docs: &[Value], admin_port: u16, problems: &mut Vec<String>)
     }
     if pods.is_empty() {
         return;
+    }
+    for monitor in kube::of_kind(docs, "PodMonitor") {
+        check_pod_monitor(monitor, &pods, admin_port, problems);
     }
     for svc in kube::of_kind(docs, "Service") {
         let selected: Vec<_> = pods
@@ -159,6 +163,48 @@ pub(crate) fn check_crd(doc: &Value, problems: &mut Vec<String>) {
         problems.push(format!(
             "{kind}: metadata.name {name:?} is not a DNS-1123 subdomain"
         ));
+    }
+}
+
+/// A PodMonitor selects timgate pods and scrapes METRICS on a named port that is the admin port.
+fn check_pod_monitor(
+    monitor: &Value,
+    pods: &[kube::PodTemplate<'_>],
+    admin_port: u16,
+    problems: &mut Vec<String>,
+) {
+    let selected: Vec<_> = pods
+        .iter()
+        .filter(|pod| {
+            kube::selects(
+                at(monitor, &["spec", "selector", "matchLabels"]),
+                pod.labels,
+            )
+        })
+        .collect();
+    if selected.is_empty() {
+        problems.push(format!("{}: selects no pod template", kube::id(monitor)));
+    }
+    let endpoints = list(monitor, &["spec", "podMetricsEndpoints"]);
+    if endpoints.is_empty() {
+        problems.push(format!("{}: no podMetricsEndpoints", kube::id(monitor)));
+    }
+    for endpoint in endpoints {
+        if str_at(endpoint, &["path"]) != METRICS {
+            problems.push(format!("{}: path is not {METRICS}", kube::id(monitor)));
+        }
+        let port = endpoint.get("port").cloned().unwrap_or(Value::Null);
+        for pod in &selected {
+            let containers = kube::containers(pod.spec).map(|(c, _)| c);
+            let resolved = kube::resolve_port(&port, containers);
+            if resolved != Some(admin_port) {
+                problems.push(format!(
+                    "{}: port {port} of {} is {resolved:?}, not the admin port {admin_port}",
+                    kube::id(monitor),
+                    kube::id(pod.workload)
+                ));
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The outside tools the observability checks run: promtool, and python3 with PyYAML to read
-//! YAML (the crate has no YAML parser). Missing tools skip a check, or fail it under
-//! `TIMGATE_REQUIRE_TOOLS=1`.
+//! YAML (the crate has no YAML parser). A missing tool fails its check, unless
+//! TIMGATE_SKIP_MISSING_TOOLS=1 (tests/support/tools.rs).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,42 +14,20 @@ pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
-
-/// Whether `what` is available; if not, prints why the check is skipped, or fails under
-/// `TIMGATE_REQUIRE_TOOLS=1`.
-fn available(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    if std::env::var("TIMGATE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("TIMGATE_REQUIRE_TOOLS=1 but {what} was not found");
-    }
-    println!("skipped: {what} not found");
-    false
-}
-
-/// Whether promtool can run (else the check skips, or fails under TIMGATE_REQUIRE_TOOLS=1).
+/// Whether promtool can run (else the check fails, or skips under TIMGATE_SKIP_MISSING_TOOLS=1).
 pub(crate) fn promtool() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();
-    available(
-        "promtool",
-        *PRESENT.get_or_init(|| runs("promtool", &["--version"])),
-    )
+    *PRESENT.get_or_init(|| crate::support::tools::runs("promtool"))
 }
 
-/// Whether python3 can import PyYAML (else as for promtool).
+/// A python3 with PyYAML (else as for promtool).
+fn python() -> Option<PathBuf> {
+    crate::support::tools::python()
+}
+
+/// Whether a python3 with PyYAML is there (else as for promtool).
 pub(crate) fn pyyaml() -> bool {
-    static PRESENT: OnceLock<bool> = OnceLock::new();
-    available(
-        "python3 with PyYAML",
-        *PRESENT.get_or_init(|| runs("python3", &["-c", "import yaml"])),
-    )
+    python().is_some()
 }
 
 /// Runs promtool from the repository root with `stdin`, and fails with its whole output unless
@@ -82,7 +60,8 @@ pub(crate) fn promtool_ok(args: &[&str], stdin: &[u8]) -> String {
 /// A YAML file as JSON, through PyYAML.
 pub(crate) fn yaml(path: &Path) -> Value {
     let script = "import yaml,json,sys; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)";
-    let out = Command::new("python3")
+    let python = python().expect("python3 with PyYAML: check pyyaml() first");
+    let out = Command::new(python)
         .args(["-c", script])
         .arg(path)
         .output()

@@ -48,7 +48,7 @@ fn check_config_lists_every_problem_at_once_naming_the_variable_or_file_behind_i
         "  server.idle_timeout_ms: invalid type: string \"soon\", expected an integer (set by TIMGATE__SERVER__IDLE_TIMEOUT_MS)".to_string(),
         format!("  server.shutdown_grace_ms: invalid type: string \"long\", expected an integer (in {file})"),
         "  server.listen_port: unknown field `listen_port`".to_string(),
-        "  server.listen: \"nowhere\" is not an IP:port address (e.g. \"127.0.0.1:8080\") (set by TIMGATE__SERVER__LISTEN)".to_string(),
+        "  server.listen: \"nowhere\" is not an IP:port address (e.g. \"127.0.0.1:4470\") (set by TIMGATE__SERVER__LISTEN)".to_string(),
         "  server.auth_tokens: a token has leading or trailing spaces and could never match (set by TIMGATE__SERVER__AUTH_TOKENS)".to_string(),
         "  log.level: \"verbose!!\" is not a level (off, error, warn, info, debug, trace) (set by TIMGATE__LOG__LEVEL)".to_string(),
     ];

@@ -5,6 +5,7 @@
 pub(crate) mod held;
 pub(crate) mod redis;
 pub(crate) mod redis_modes;
+pub(crate) mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -29,7 +29,8 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// Whether `program` is missing, said once; panics instead where `TIMGATE_REQUIRE_TOOLS=1`.
+/// Whether `program` is missing: fails the test then, unless TIMGATE_SKIP_MISSING_TOOLS=1 asks to
+/// skip it (tests/support/tools.rs).
 pub(crate) fn skip_without(program: &str) -> bool {
     let found = std::process::Command::new(program)
         .arg("--version")
@@ -38,18 +39,14 @@ pub(crate) fn skip_without(program: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        assert!(
-            std::env::var("TIMGATE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "{program} is required"
-        );
-        eprintln!("skipped: {program} not found");
+        super::tools::missing(program);
     }
     !found
 }
 
 impl Redis {
-    /// Starts one, or returns `None` (after saying why) where redis-server is missing, unless
-    /// `TIMGATE_REQUIRE_TOOLS=1`.
+    /// Starts one, or returns `None` where redis-server is missing and
+    /// TIMGATE_SKIP_MISSING_TOOLS=1 (without it, a missing redis-server fails the test).
     pub(crate) fn start() -> Option<Redis> {
         Redis::start_with("redis-server", free_port(), &[], None)
     }
