@@ -195,6 +195,8 @@ impl Command {
             Command::Emulate(_) => "emulate",
             Command::Usersig(_) => "usersig",
             Command::CheckConfig => "check-config",
+            Command::Completions { .. } => "completions",
+            Command::Man { .. } => "man",
         }
     }
 }
