@@ -300,36 +300,46 @@ async fn emulate(args: EmulateArgs) -> Result<(), Error> {
 }
 
 /// On each SIGHUP, re-reads the configuration (the same file and environment as at start) and
-/// applies it; a configuration with problems is refused and the running one stays in force.
-async fn reload_on_hangup(reloader: Reloader, file: Option<PathBuf>, log: Option<LogLevel>) {
+/// applies it; a configuration with problems is refused and the running one stays in force. The
+/// handler is installed when this is called, not when the future first runs: spawned, it could
+/// run after "Serving." was logged, and a SIGHUP in between killed the process with the default
+/// action (seen in `tests/secrets.rs` on a clean CI clone).
+fn reload_on_hangup(
+    reloader: Reloader,
+    file: Option<PathBuf>,
+    log: Option<LogLevel>,
+) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            let config = match Config::load(file.as_deref()) {
-                Ok(config) => config,
-                Err(e) => {
-                    tracing::error!(error = %e, "Configuration reload refused; the running configuration stays.");
-                    reloader.refused(&e);
-                    continue;
-                }
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let Some(mut hangups) = hangups else {
+                return;
             };
-            if let Some(Err(e)) = log.as_ref().map(|log| log.set(&config.log.level)) {
-                tracing::warn!(error = %e, "Log level not changed.");
-            }
-            let restart = reloader.apply(config);
-            if restart.is_empty() {
-                tracing::info!("Configuration reloaded.");
-            } else {
-                tracing::warn!(needs_restart = ?restart, "Configuration reloaded; these changes need a restart and were not applied.");
+            while hangups.recv().await.is_some() {
+                let config = match Config::load(file.as_deref()) {
+                    Ok(config) => config,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Configuration reload refused; the running configuration stays.");
+                        reloader.refused(&e);
+                        continue;
+                    }
+                };
+                if let Some(Err(e)) = log.as_ref().map(|log| log.set(&config.log.level)) {
+                    tracing::warn!(error = %e, "Log level not changed.");
+                }
+                let restart = reloader.apply(config);
+                if restart.is_empty() {
+                    tracing::info!("Configuration reloaded.");
+                } else {
+                    tracing::warn!(needs_restart = ?restart, "Configuration reloaded; these changes need a restart and were not applied.");
+                }
             }
         }
+        #[cfg(not(unix))]
+        let _ = (reloader, file, log);
     }
-    #[cfg(not(unix))]
-    let _ = (reloader, file, log);
 }
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C). The handlers are installed when this is
