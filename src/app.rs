@@ -63,7 +63,9 @@ impl App {
         let signer = Arc::new(Signer::new(&config.tencent)?);
         metrics.usersig_expiry.set(signer.expires_at() as f64);
         let upstream = Upstream::new(&config, &metrics)?;
-        let gateway = Arc::new(Gateway::new(&config, signer, upstream, metrics.clone()));
+        let tracer = crate::trace::Tracer::start(&config.tracing, &metrics)?;
+        let gateway = Gateway::new(&config, signer, upstream, metrics.clone()).with_tracer(tracer);
+        let gateway = Arc::new(gateway);
         gateway.start_queue();
         let listener = bind(config.server.listen, "server.listen").await?;
         let admin_listener = bind(config.server.admin_listen, "server.admin_listen").await?;
@@ -207,6 +209,10 @@ impl App {
         };
         let drained = server::serve(listener, None, handler, draining, grace, proxy_limits).await;
         forget.abort();
+        if let Some(tracer) = gateway.tracer() {
+            // The last answers' spans, within the export timeout at most.
+            tracer.flush(config.tracing.export_timeout).await;
+        }
         if let Some(sampler) = sampler {
             sampler.abort();
         }

@@ -22,6 +22,7 @@ pub mod signer;
 pub mod telemetry;
 pub mod tencent;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod validate;
 

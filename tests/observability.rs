@@ -46,6 +46,30 @@ fn is_queue_metric(name: &str) -> bool {
     name.starts_with("timgate_queue_") && !name.starts_with("timgate_queue_wait_seconds")
 }
 
+/// The metrics a gateway exports only with `tracing.enabled`, or named bearer tokens.
+fn is_traced_metric(name: &str) -> bool {
+    name.starts_with("timgate_trace_") || name == "timgate_caller_requests_total"
+}
+
+/// The /metrics of a gateway that traces (to a collector that is not there) and names its
+/// callers, after one request with a named token.
+async fn traced_scrape() -> Scrape {
+    let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
+    let traced = "[server]\nauth_tokens = [\"billing:tok-1\"]\n\
+                  [tracing]\nenabled = true\notlp_endpoint = \"http://127.0.0.1:1/v1/traces\"\n";
+    let gateway = Gateway::start(&[&base_toml(emulator.addr, Some(&tls)), traced]).await;
+    let request = http::Request::post(gateway.url("group_open_http_svc/modify_group_attr"))
+        .header("authorization", "Bearer tok-1")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"GroupId":"@TGS#o","GroupAttr":[{"key":"k","value":"v"}]}"#,
+        )))
+        .expect("request");
+    assert_eq!(Client::new().send(request).await.code(), 0);
+    let text = admin_get(&gateway, "/metrics").await.1;
+    gateway.shutdown().await;
+    Scrape::new(text)
+}
+
 /// A gateway whose Redis limiter points at a closed port, so that it paces on its fallback share.
 async fn start_without_redis() -> (Gateway, timgate::emulator::Emulator) {
     let (emulator, tls) = tls_emulator(EmulatorConfig::demo()).await;
@@ -104,10 +128,12 @@ async fn a_scripted_scenario_reads_back_exactly_and_its_exposition_is_clean() {
     let shared = Scrape::new(admin_get(&gateway, "/metrics").await.1);
     gateway.shutdown().await;
     let durable = durable_scrape().await;
-    queries_name_only_exported_metrics(&scrape, &shared, durable.as_ref());
+    let traced = traced_scrape().await;
+    queries_name_only_exported_metrics(&scrape, (&shared, &traced), durable.as_ref());
     if promtool() {
         promtool_ok(&["check", "metrics"], scrape.text.as_bytes());
         promtool_ok(&["check", "metrics"], shared.text.as_bytes());
+        promtool_ok(&["check", "metrics"], traced.text.as_bytes());
         if let Some(durable) = &durable {
             promtool_ok(&["check", "metrics"], durable.text.as_bytes());
         }
@@ -143,8 +169,13 @@ async fn with_redis_away_the_gateway_is_ready_says_degraded_and_exports_the_limi
 /// Every `timgate_*` name the dashboard's queries and variables and the alert rules use is in the
 /// scrape (histogram suffixes aside); the limiter's, which only a Redis-backed gateway exports,
 /// in `shared`'s; the durable queue's, which only a durable gateway exports, in `durable`'s
-/// (skipped when there is none: redis-server is missing).
-fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape, durable: Option<&Scrape>) {
+/// (skipped when there is none: redis-server is missing); the exporter's and the callers', in
+/// `traced`'s.
+fn queries_name_only_exported_metrics(
+    scrape: &Scrape,
+    (shared, traced): (&Scrape, &Scrape),
+    durable: Option<&Scrape>,
+) {
     let mut used = BTreeMap::<String, &str>::new();
     let template = dashboard()["templating"].to_string();
     let rules = std::fs::read_to_string(root().join("deploy/prometheus/rules.yml")).expect("rules");
@@ -171,6 +202,12 @@ fn queries_name_only_exported_metrics(scrape: &Scrape, shared: &Scrape, durable:
         let by = if LIMITER_METRICS.contains(&name.as_str()) {
             assert!(!scrape.exports(name), "{name} without Redis");
             shared
+        } else if is_traced_metric(name) {
+            assert!(
+                !scrape.exports(name),
+                "{name} without tracing or named tokens"
+            );
+            traced
         } else if is_queue_metric(name) {
             assert!(!scrape.exports(name), "{name} without queue.durable");
             assert!(!shared.exports(name), "{name} without queue.durable");

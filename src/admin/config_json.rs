@@ -40,6 +40,7 @@ pub(crate) fn sections(config: &Config) -> Value {
             "level": config.log.level,
         },
         "queue": queue(config),
+        "tracing": tracing(config),
     })
 }
 
@@ -162,6 +163,21 @@ fn queue(config: &Config) -> Value {
         "lease_ms": ms(q.lease),
         "wait_replicas": q.wait_replicas,
         "wait_timeout_ms": ms(q.wait_timeout),
+    })
+}
+
+fn tracing(config: &Config) -> Value {
+    let t = &config.tracing;
+    json!({
+        "enabled": t.enabled,
+        // Refused by the checks if it holds credentials; masked all the same.
+        "otlp_endpoint": redact::credentials(&t.otlp_endpoint),
+        "sample_ratio": t.sample_ratio,
+        "service_name": t.service_name,
+        "max_queued_spans": t.max_queued_spans,
+        "export_interval_ms": ms(t.export_interval),
+        "export_timeout_ms": ms(t.export_timeout),
+        "ca_file": path(t.ca_file.as_ref()),
     })
 }
 

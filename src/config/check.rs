@@ -156,6 +156,7 @@ impl RawConfig {
             );
         }
         let queue = super::queue::check(&self.queue, &limits, &mut p);
+        let tracing = super::traces::check(&self.tracing, &mut p);
         let allow = check_allow(&self.apis.allow, &mut p);
         super::limits::check_api_limits(&self.limits, &allow, &mut p);
         let format = match self.log.format.as_str() {
@@ -191,6 +192,7 @@ impl RawConfig {
             allow,
             log,
             queue,
+            tracing,
         })
     }
 }

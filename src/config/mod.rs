@@ -14,6 +14,7 @@ pub mod reload;
 mod source_error;
 mod summary;
 pub mod tokens;
+mod traces;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use check::ConfigError;
 pub use queue::{QueueConfig, QueueFallback};
 pub use raw::RawConfig;
 pub use redis::{RedisMode, RedisTarget};
+pub use traces::TracingConfig;
 
 /// The defaults, compiled into the binary so that `timgate` runs with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -49,6 +51,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The durable queue.
     pub queue: QueueConfig,
+    /// Trace export.
+    pub tracing: TracingConfig,
 }
 
 /// `[server]`, checked.

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `[queue]`
     pub queue: RawQueue,
+    /// `[tracing]`
+    pub tracing: RawTracing,
 }
 
 /// `[server]`: the listeners and what callers may send.
@@ -259,4 +261,26 @@ pub struct RawQueue {
     pub wait_replicas: u32,
     /// How long `WAIT` waits for them, in milliseconds.
     pub wait_timeout_ms: u64,
+}
+
+/// `[tracing]`: OpenTelemetry traces over OTLP/HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// Export traces at all.
+    pub enabled: bool,
+    /// The collector's OTLP/HTTP traces URL.
+    pub otlp_endpoint: String,
+    /// The share of requests traced when the caller sent no `traceparent`.
+    pub sample_ratio: f64,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// Spans waiting for export at most.
+    pub max_queued_spans: u64,
+    /// How often waiting spans are sent, in milliseconds.
+    pub export_interval_ms: u64,
+    /// How long one export may take, in milliseconds.
+    pub export_timeout_ms: u64,
+    /// An extra CA (PEM) trusted for an `https://` endpoint.
+    pub ca_file: String,
 }

@@ -20,11 +20,13 @@ pub enum Fixed {
     LogFormat,
     /// `[queue]`: the durable queue, its partitions and its owner loops are made at the start.
     Queue,
+    /// `[tracing]`: the exporter is started once.
+    Tracing,
 }
 
 impl Fixed {
     /// Every part, in the order a reload reports them.
-    const ALL: [Fixed; 7] = [
+    const ALL: [Fixed; 8] = [
         Fixed::Listeners,
         Fixed::Connections,
         Fixed::Tencent,
@@ -32,6 +34,7 @@ impl Fixed {
         Fixed::Backend,
         Fixed::LogFormat,
         Fixed::Queue,
+        Fixed::Tracing,
     ];
 
     /// The name a reload's log line and the SIGHUP tests give the part.
@@ -44,6 +47,7 @@ impl Fixed {
             Fixed::Backend => "limits.backend",
             Fixed::LogFormat => "log.format",
             Fixed::Queue => "queue",
+            Fixed::Tracing => "tracing",
         }
     }
 
@@ -64,6 +68,7 @@ impl Fixed {
             Fixed::Backend => old.limits.backend != new.limits.backend,
             Fixed::LogFormat => old.log.format != new.log.format,
             Fixed::Queue => old.queue != new.queue,
+            Fixed::Tracing => old.tracing != new.tracing,
         }
     }
 
@@ -82,6 +87,7 @@ impl Fixed {
             Fixed::Backend => new.limits.backend = old.limits.backend.clone(),
             Fixed::LogFormat => new.log.format = old.log.format,
             Fixed::Queue => new.queue = old.queue.clone(),
+            Fixed::Tracing => new.tracing = old.tracing.clone(),
         }
     }
 }

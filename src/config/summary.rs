@@ -1,6 +1,6 @@
 //! What `timgate check-config` prints for a configuration that passes: the settings an operator
 //! wants to confirm at a glance (listeners, endpoint, limiter backend, coalescing, durability,
-//! how many bearer tokens), never a secret's value.
+//! how many bearer tokens, tracing), never a secret's value.
 
 use super::{Backend, Config, QueueFallback, SecretSource, Share, redact};
 
@@ -70,6 +70,15 @@ impl Config {
             },
             self.log.level
         ));
+        let t = &self.tracing;
+        lines.push(match t.enabled {
+            true => format!(
+                "  tracing OTLP/HTTP to {}  sample_ratio {} (a caller's traceparent decides for its own)",
+                redact::credentials(&t.otlp_endpoint),
+                t.sample_ratio
+            ),
+            false => "  tracing off".to_string(),
+        });
         lines.push(format!("  allowed APIs: {}", self.allow.join(", ")));
         lines
     }

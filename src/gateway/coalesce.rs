@@ -90,15 +90,17 @@ impl Gateway {
             body,
             deadline,
             request_id: ids.first().map_or_else(String::new, |id| (*id).to_string()),
+            traced: members.iter().any(|m| m.traced),
         };
-        let result = self.forwarder.clone().send(job, permit).await;
+        let sent = self.forwarder.clone().send(job, permit).await;
         self.metrics.coalesce_batch_size.observe(size as f64);
         if size > 1 {
             self.metrics.coalesced_requests.inc_by(size as u64);
         }
         Shared {
-            result,
+            result: sent.result,
             size: Some(size),
+            tally: sent.tally,
         }
     }
 }

@@ -43,6 +43,8 @@ fn hex16(n: u64) -> String {
 pub(super) struct Begun<B> {
     pub(super) live: Arc<Live>,
     pub(super) route: Route,
+    /// The caller's name, from its bearer token (none when no tokens are configured).
+    pub(super) caller: Option<Arc<str>>,
     pub(super) body: B,
     /// The body length accounted against the memory budget before the body came.
     pub(super) declared: u64,
@@ -59,7 +61,7 @@ impl Gateway {
     /// (kept, to be answered after the body's own checks as before).
     pub(super) fn begin<B>(&self, req: Request<B>) -> Result<Begun<B>, Failed> {
         if self.draining.load(Ordering::SeqCst) {
-            return Err((None, Error::ShuttingDown, None));
+            return Err((None, Error::ShuttingDown));
         }
         let (parts, body) = req.into_parts();
         let live = self.live();
@@ -70,19 +72,20 @@ impl Gateway {
         let held = self
             .memory
             .admit(memory::REQUEST_BYTES + declared)
-            .map_err(|e| (None, e, None))?;
-        Self::authorize(&live, &parts.headers).map_err(|e| (None, e, None))?;
-        let route = Self::route(&live, &parts).map_err(|e| (None, e, None))?;
+            .map_err(|e| (None, e))?;
+        let caller = Self::authorize(&live, &parts.headers).map_err(|e| (None, e))?;
+        let route = Self::route(&live, &parts).map_err(|e| (None, e))?;
         // Refuse a declared oversize body before reading a byte of it.
         let limit = live.max_body_bytes;
         if length.is_some_and(|n| n > limit as u64) {
-            return Err((Some(route), Error::BodyTooLarge { limit }, None));
+            return Err((Some(route), Error::BodyTooLarge { limit }));
         }
         let max_wait = Self::max_wait(&live, &parts.headers);
         let respond_async = super::durable::prefers_async(&parts.headers);
         Ok(Begun {
             live,
             route,
+            caller,
             body,
             declared,
             max_wait,

@@ -12,6 +12,7 @@ mod outcome;
 mod owner;
 mod owner_send;
 mod place;
+mod trail;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,10 +32,11 @@ use crate::server::Body;
 use crate::signer::Signer;
 use crate::upstream::{Reply, Upstream};
 use durable::Enqueued;
-use head::{Begun, request_id};
+use head::Begun;
 use live::{Live, Route};
 use place::{Checked, Place};
 use tokio::time::Instant;
+use trail::{Carried, Trail};
 
 pub use answer::error_response;
 
@@ -48,13 +50,25 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const COALESCED_HEADER: &str = "x-timgate-coalesced";
 
 /// A request's outcome before its answer is built: the route and Tencent's reply, or the route
-/// (when one matched) and the error; with how many requests shared the upstream call, when the
-/// request went in a coalesced batch.
-type Processed = Result<(Route, Reply, Option<usize>), Failed>;
+/// (when one matched) and the error; with what carried it upstream, when it went (its send's
+/// tally, and its coalesced batch's size).
+struct Processed {
+    result: Result<(Route, Reply), Failed>,
+    carried: Option<Carried>,
+}
 
-/// A request refused before its upstream call: the route when one matched, the error, and how
-/// many shared a coalesced call.
-type Failed = (Option<Route>, Error, Option<usize>);
+/// A request refused, or whose send failed: the route when one matched, and the error.
+type Failed = (Option<Route>, Error);
+
+impl From<Failed> for Processed {
+    /// Refused before anything carried it upstream.
+    fn from(failed: Failed) -> Processed {
+        Processed {
+            result: Err(failed),
+            carried: None,
+        }
+    }
+}
 
 /// The header a caller may send to wait less than `limits.max_wait_ms` for its slot.
 pub const MAX_WAIT_HEADER: &str = "x-timgate-max-wait-ms";
@@ -85,6 +99,8 @@ pub struct Gateway {
     owners: owner::Owners,
     /// The metric handles of requests that matched no route.
     unrouted: Arc<crate::metrics::ApiMetrics>,
+    /// The trace exporter (`tracing.enabled`).
+    tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 impl Gateway {
@@ -140,7 +156,18 @@ impl Gateway {
             queue,
             owners: owner::Owners::default(),
             unrouted,
+            tracer: None,
         }
+    }
+
+    /// Traces requests with `tracer` (see [`crate::trace::Tracer::start`]).
+    pub fn with_tracer(self, tracer: Option<Arc<crate::trace::Tracer>>) -> Gateway {
+        Gateway { tracer, ..self }
+    }
+
+    /// The trace exporter, when tracing is on (flushed at shutdown).
+    pub fn tracer(&self) -> Option<&Arc<crate::trace::Tracer>> {
+        self.tracer.as_ref()
     }
 
     /// Applies a reloaded configuration: allow-list, tokens, body cap, waits, limits and retry
@@ -198,10 +225,9 @@ impl Gateway {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let started = Instant::now();
-        let request_id = request_id(req.headers());
+        let trail = Trail::begin(req.headers(), self.tracer.as_deref());
         let begun = self.begin(req);
-        self.answer(started, request_id, begun)
+        self.answer(trail, begun)
     }
 
     /// The rest of [`Gateway::handle`]: the body and its checks, the wait, the one upstream
@@ -215,8 +241,7 @@ impl Gateway {
     )]
     fn answer<B>(
         self: Arc<Self>,
-        started: Instant,
-        request_id: String,
+        mut trail: Trail,
         begun: Result<Begun<B>, Failed>,
     ) -> impl Future<Output = Response<Body>>
     where
@@ -230,6 +255,7 @@ impl Gateway {
                 let Begun {
                     live,
                     route,
+                    caller,
                     body,
                     declared,
                     max_wait,
@@ -237,23 +263,24 @@ impl Gateway {
                     held: _held,
                 } = match begun {
                     Ok(begun) => begun,
-                    Err(failed) => break 'processed Err(failed),
+                    Err(failed) => break 'processed failed.into(),
                 };
-                let fail = |e| (Some(route.clone()), e, None);
+                trail.caller = caller;
+                let fail = |e| (Some(route.clone()), e);
                 let body = match Self::read_body(&live, body).await {
                     Ok(body) => body,
-                    Err(e) => break 'processed Err(fail(e)),
+                    Err(e) => break 'processed fail(e).into(),
                 };
                 let mut checked = match self.check(&route, body, declared, max_wait) {
                     Ok(checked) => checked,
-                    Err(e) => break 'processed Err(fail(e)),
+                    Err(e) => break 'processed fail(e).into(),
                 };
                 if let Some(cap) = route.daily {
                     // Boxed: only a daily-capped API's request holds this wait's state.
                     let taking =
                         Box::pin(self.pacer.take_daily(&route.name, cap, live.daily_margin));
                     if let Err(e) = taking.await {
-                        break 'processed Err(fail(e));
+                        break 'processed fail(e).into();
                     }
                 }
                 if let Some(queue) = self.durable_queue(&route) {
@@ -262,18 +289,19 @@ impl Gateway {
                         queue,
                         (live.clone(), route.clone()),
                         &checked,
-                        request_id.clone(),
+                        trail.request_id.clone(),
                         respond_async,
                     ));
                     match enqueued.await {
                         Enqueued::Answered(verdict) => {
-                            return self.finish(started, &request_id, verdict, None);
+                            return self.finish(&trail, verdict, None);
                         }
-                        Enqueued::Refused(e) => break 'processed Err(fail(e)),
+                        Enqueued::Refused(e) => break 'processed fail(e).into(),
                         Enqueued::Memory => in_memory = true,
                     }
                 }
-                let admission = match self.place(&live, &route, &mut checked, &request_id) {
+                trail.admitted = Some(Instant::now());
+                let admission = match self.place(&live, &route, &mut checked, &trail) {
                     Place::Batch(write) => {
                         // Boxed, as the send below: a queued request's future holds only what
                         // it waits with.
@@ -281,7 +309,7 @@ impl Gateway {
                         break 'processed outcome::shared(batched.await, route);
                     }
                     Place::Alone(Ok(admission)) => admission,
-                    Place::Alone(Err(e)) => break 'processed Err(fail(e)),
+                    Place::Alone(Err(e)) => break 'processed fail(e).into(),
                 };
                 let Checked {
                     body,
@@ -291,7 +319,7 @@ impl Gateway {
                 } = checked;
                 let permit = match self.pacer.wait(admission, deadline).await {
                     Ok(permit) => permit,
-                    Err(e) => break 'processed Err(fail(e)),
+                    Err(e) => break 'processed fail(e).into(),
                 };
                 let job = Job {
                     api: route.name.clone(),
@@ -299,18 +327,23 @@ impl Gateway {
                     group,
                     body,
                     deadline,
-                    request_id: request_id.clone(),
+                    request_id: trail.request_id.clone(),
+                    traced: trail.traced(),
                 };
                 // Boxed once the slot is had: the send's state (the upstream call, its retries)
                 // is the largest part of a request's future, and inline it would sit in every
                 // queued request.
                 let sending = Box::pin(self.forwarder.clone().send(job, permit));
-                match sending.await {
-                    Ok(reply) => Ok((route, reply, None)),
-                    Err(e) => Err(fail(e)),
+                let sent = sending.await;
+                Processed {
+                    result: match sent.result {
+                        Ok(reply) => Ok((route, reply)),
+                        Err(e) => Err((Some(route), e)),
+                    },
+                    carried: Carried::alone(sent.tally),
                 }
             };
-            let mut response = self.conclude(started, &request_id, processed);
+            let mut response = self.conclude(&trail, processed);
             if in_memory {
                 response.headers_mut().insert(
                     durable::QUEUE_HEADER,

@@ -1,5 +1,6 @@
 //! A request's outcome turned into its answer: the response (Tencent's own, or the gateway's
-//! error), the request metrics, the request-id and coalescing headers, and the access log line.
+//! error), the request metrics, the request-id and coalescing headers, the access log line, and
+//! the request's spans when it is traced.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use tokio::time::Instant;
 
 use super::answer::{error_response, reply_response};
 use super::live::Route;
+use super::trail::{Answered, Carried, Trail};
 use super::{Gateway, Processed};
 use crate::error::Error;
 use crate::metrics::{ApiMetrics, Metrics};
@@ -16,9 +18,16 @@ use crate::server::Body;
 
 /// The outcome of a coalesced member's request on `route`: its batch's answer.
 pub(super) fn shared(shared: Shared, route: Route) -> Processed {
-    match shared.result {
-        Ok(reply) => Ok((route, reply, shared.size)),
-        Err(err) => Err((Some(route), err, shared.size)),
+    let carried = Some(Carried {
+        tally: shared.tally,
+        coalesced: shared.size,
+    });
+    Processed {
+        result: match shared.result {
+            Ok(reply) => Ok((route, reply)),
+            Err(err) => Err((Some(route), err)),
+        },
+        carried,
     }
 }
 
@@ -38,30 +47,24 @@ pub(super) struct Verdict {
 
 impl Gateway {
     /// Answers `processed`: builds the response, counts it, and logs it once.
-    pub(super) fn conclude(
-        &self,
-        started: Instant,
-        request_id: &str,
-        processed: Processed,
-    ) -> Response<Body> {
-        let (Ok((_, _, shared)) | Err((_, _, shared))) = processed;
-        let verdict = match processed {
-            Ok((route, reply, _)) => Verdict::reply(&self.metrics, route.metrics, &reply),
-            Err((route, err, _)) => {
+    pub(super) fn conclude(&self, trail: &Trail, processed: Processed) -> Response<Body> {
+        let verdict = match processed.result {
+            Ok((route, reply)) => Verdict::reply(&self.metrics, route.metrics, &reply),
+            Err((route, err)) => {
                 let api = route.map_or_else(|| self.unrouted.clone(), |r| r.metrics);
                 Verdict::error(&self.metrics, api, &err)
             }
         };
-        self.finish(started, request_id, verdict, shared)
+        self.finish(trail, verdict, processed.carried)
     }
 
-    /// Counts and logs `verdict` once, with the request-id and coalescing headers.
+    /// Counts and logs `verdict` once, with the request-id and coalescing headers, and queues
+    /// the request's spans when it is traced.
     pub(super) fn finish(
         &self,
-        started: Instant,
-        request_id: &str,
+        trail: &Trail,
         verdict: Verdict,
-        shared: Option<usize>,
+        carried: Option<Carried>,
     ) -> Response<Body> {
         let Verdict {
             api,
@@ -70,28 +73,76 @@ impl Gateway {
             reason,
             mut response,
         } = verdict;
-        let elapsed = started.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(trail.started);
         api.count_request(outcome);
         api.request_duration().observe(elapsed.as_secs_f64());
         let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(request_id) {
+        if let Ok(value) = HeaderValue::from_str(&trail.request_id) {
             headers.insert(super::names::REQUEST_ID, value);
         }
-        if let Some(size) = shared {
+        let coalesced = carried.as_ref().and_then(|c| c.coalesced);
+        if let Some(size) = coalesced {
             headers.insert(super::names::COALESCED, HeaderValue::from(size));
         }
-        tracing::info!(
-            request_id,
-            api = &*api.name,
-            outcome,
-            code,
-            reason = &*reason,
-            status = response.status().as_u16(),
-            latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-            "Answered."
+        let status = response.status().as_u16();
+        log_answer(
+            trail,
+            (&api.name, outcome, code, &reason, status),
+            elapsed,
+            carried.as_ref(),
         );
+        if let Some(tracer) = &self.tracer {
+            let answered = Answered {
+                api: &api.name,
+                outcome,
+                code,
+                reason: &reason,
+                status,
+                at: now,
+            };
+            trail.export(tracer, &answered, carried.as_ref());
+        }
         response
     }
+}
+
+/// Milliseconds with microseconds kept, as the access log gives times.
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The access log line: the answer, and what explains its time (the wait for the slot, the time
+/// upstream, the attempts, the batch it shared, the budget that paced it), the caller's name and
+/// the trace id. A field that does not apply (no send, no token, no trace) is left out.
+fn log_answer(
+    trail: &Trail,
+    (api, outcome, code, reason, status): (&str, &str, i64, &str, u16),
+    elapsed: std::time::Duration,
+    carried: Option<&Carried>,
+) {
+    let tally = carried.map(|c| &c.tally);
+    let queue_wait = trail
+        .admitted
+        .zip(tally.and_then(|t| t.permitted))
+        .map(|(admitted, permitted)| millis(permitted.saturating_duration_since(admitted)));
+    tracing::info!(
+        request_id = &*trail.request_id,
+        api,
+        outcome,
+        code,
+        reason,
+        status,
+        latency_ms = millis(elapsed),
+        caller = trail.caller.as_deref(),
+        queue_wait_ms = queue_wait,
+        upstream_ms = tally.filter(|t| t.attempts > 0).map(|t| millis(t.upstream)),
+        attempts = tally.map(|t| t.attempts),
+        coalesced = carried.and_then(|c| c.coalesced),
+        limiter = tally.and_then(|t| t.limiter).map(|l| l.as_str()),
+        trace_id = trail.trace.as_ref().map(|t| t.trace_id_hex()),
+        "Answered."
+    );
 }
 
 impl Verdict {

@@ -174,8 +174,9 @@ impl Gateway {
             body,
             deadline,
             request_id: first.request_id.clone(),
+            traced: false,
         };
-        Some(self.forwarder.clone().send(job, permit).await)
+        Some(self.forwarder.clone().send(job, permit).await.result)
     }
 }
 

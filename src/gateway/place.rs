@@ -80,7 +80,7 @@ impl Gateway {
         live: &Live,
         route: &Route,
         checked: &mut Checked,
-        request_id: &str,
+        trail: &super::Trail,
     ) -> Place {
         let Checked {
             body,
@@ -100,7 +100,8 @@ impl Gateway {
                     group: group.clone(),
                     attrs: std::mem::take(attrs),
                     deadline: *deadline,
-                    request_id: request_id.to_string(),
+                    request_id: trail.request_id.clone(),
+                    traced: trail.traced(),
                 })
             }
             // Any other write to the group closes its open batch as it is admitted.

@@ -8,10 +8,12 @@ mod pressure;
 mod process;
 mod queue;
 mod table;
+mod trace;
 
 pub use api::{ApiMetrics, OUTCOMES};
 pub use pressure::{ListenerMetrics, PressureMetrics};
 pub use queue::QueueMetrics;
+pub use trace::TraceMetrics;
 
 use prometheus::{
     Encoder, Gauge, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
@@ -85,6 +87,8 @@ pub struct Metrics {
     pub pressure: PressureMetrics,
     /// The durable queue's; exported once [`Metrics::register_queue`] is called.
     pub queue: QueueMetrics,
+    /// The trace exporter's; exported once [`Metrics::register_tracing`] is called.
+    pub trace: TraceMetrics,
 }
 
 impl Metrics {
@@ -128,6 +132,7 @@ impl Metrics {
             upstream_backup: register(r, table::UPSTREAM_BACKUP.int_gauge()),
             pressure: PressureMetrics::new(r),
             queue: QueueMetrics::new(),
+            trace: TraceMetrics::new(),
             registry,
             process,
         };
@@ -181,6 +186,11 @@ impl Metrics {
         self.queue.register(&self.registry);
     }
 
+    /// Exports the trace exporter's metrics (`tracing.enabled = true`). Again does nothing.
+    pub fn register_tracing(&self) {
+        self.trace.register(&self.registry);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
@@ -196,6 +206,20 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// Registers `collectors` in `registry`; those registered already are left as they are, so that
+/// a part registered on demand (the durable queue's, the exporter's) may be asked twice.
+fn register_once<const N: usize>(
+    registry: &Registry,
+    collectors: [Box<dyn prometheus::core::Collector>; N],
+) {
+    for collector in collectors {
+        let registered = registry.register(collector);
+        if !matches!(registered, Err(prometheus::Error::AlreadyReg)) {
+            registered.expect("static metric definitions with unique names");
+        }
     }
 }
 

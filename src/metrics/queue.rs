@@ -84,12 +84,7 @@ impl QueueMetrics {
             Box::new(self.async_results.clone()),
             Box::new(self.owned.clone()),
         ];
-        for collector in collectors {
-            let registered = registry.register(collector);
-            if !matches!(registered, Err(prometheus::Error::AlreadyReg)) {
-                registered.expect("static metric definitions with unique names");
-            }
-        }
+        super::register_once(registry, collectors);
     }
 }
 

@@ -49,7 +49,7 @@ use lanes::{Admitted, Lanes};
 pub use lanes::{LaneSettings, message_lane};
 use metrics::PaceMetrics;
 pub use snapshot::{GroupView, LaneView, PacerView};
-pub use ticket::{Admission, Permit};
+pub use ticket::{Admission, Limiter, Permit};
 use ticket::{Phase, Ticket};
 
 /// How long a claim held for the calls in flight waits at most before it looks again, should

@@ -22,6 +22,41 @@ pub(super) enum Phase {
     Done,
 }
 
+/// Which budget gave a slot: this replica's own lanes with the local backend, the shared budget
+/// in Redis, or this replica's fallback share while a configured Redis is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limiter {
+    /// `limits.backend = "local"`.
+    Local,
+    /// A slot reserved in Redis, shared by every replica.
+    Redis,
+    /// Redis is configured but was away: paced at this replica's share.
+    Fallback,
+}
+
+impl Limiter {
+    /// The name the access log and the trace give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limiter::Local => "local",
+            Limiter::Redis => "redis",
+            Limiter::Fallback => "fallback",
+        }
+    }
+}
+
+impl Pacer {
+    /// Which budget gave `grant`: a slot reserved in Redis carries its use-by instant; any
+    /// other slot of a Redis-backed pacer was given at the fallback share.
+    pub(super) fn limiter(&self, grant: &super::Grant) -> Limiter {
+        match (grant.use_by, self.inner.budget.shared()) {
+            (Some(_), _) => Limiter::Redis,
+            (None, Some(_)) => Limiter::Fallback,
+            (None, None) => Limiter::Local,
+        }
+    }
+}
+
 /// An admitted request without a slot yet.
 pub(super) struct Ticket {
     pacer: Pacer,
@@ -64,6 +99,7 @@ impl Ticket {
             group: self.group.take(),
             slot: grant.slot,
             use_by: grant.use_by,
+            limiter: self.pacer.limiter(grant),
             sent: Some(sent),
             units: self.units,
         }
@@ -129,6 +165,8 @@ pub struct Permit {
     pub(super) slot: Instant,
     /// For a shared slot, the last instant its attempt may go out.
     pub(super) use_by: Option<Instant>,
+    /// Which budget gave the attempt's slot.
+    pub(super) limiter: Limiter,
     /// When its attempt was claimed, until it is answered.
     pub(super) sent: Option<Instant>,
     /// What each attempt counts against its API's limit: 1, or its recipients.
@@ -139,6 +177,16 @@ impl Permit {
     /// The slot this attempt was given (it has come: send now).
     pub fn slot(&self) -> Instant {
         self.slot
+    }
+
+    /// Which budget gave this attempt's slot (for the access log and the trace).
+    pub fn limiter(&self) -> Limiter {
+        self.limiter
+    }
+
+    /// When this attempt's send was claimed (its slot came), until it is answered.
+    pub fn claimed(&self) -> Option<Instant> {
+        self.sent
     }
 
     /// Whether the attempt's shared slot has passed by more than the tolerance: it must not go

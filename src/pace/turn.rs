@@ -67,6 +67,7 @@ impl Pacer {
             if let Some(sent) = self.send_at(&api, group.as_ref(), &grant, deadline).await? {
                 permit.slot = grant.slot;
                 permit.use_by = grant.use_by;
+                permit.limiter = self.limiter(&grant);
                 permit.sent = Some(sent);
                 return Ok(());
             }

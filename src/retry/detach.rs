@@ -32,10 +32,25 @@ where
     }
 }
 
-impl<T: Send, F: Future<Output = Result<T, Error>> + Send + 'static> Future for Detached<F> {
-    type Output = Result<T, Error>;
+/// What a send's output is when the send panicked: the caller's `Internal` error.
+pub(crate) trait Recover {
+    /// The output standing for a panic.
+    fn panicked() -> Self;
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+impl<T> Recover for Result<T, Error> {
+    fn panicked() -> Self {
+        Err(Error::Internal("the send panicked".into()))
+    }
+}
+
+impl<F: Future + Send + 'static> Future for Detached<F>
+where
+    F::Output: Send + Recover,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Pending;
         };
@@ -43,7 +58,7 @@ impl<T: Send, F: Future<Output = Result<T, Error>> + Send + 'static> Future for 
         let output = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(output)) => output,
-            Err(_) => Err(Error::Internal("the send panicked".into())),
+            Err(_) => Recover::panicked(),
         };
         self.inner = None;
         Poll::Ready(output)

@@ -6,6 +6,7 @@
 mod budget;
 mod detach;
 pub(crate) mod send;
+pub mod tally;
 
 pub use budget::{FLOOR_PER_SECOND, RetryBudget};
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::tally::{Sent, Tally};
 use super::{Renew, Resigned, RetryBudget, RetryPolicy, Slow, Verdict};
 use crate::error::Error;
 use crate::metrics::{ApiMetrics, Metrics};
@@ -31,6 +32,8 @@ pub(crate) struct Job {
     pub deadline: Instant,
     /// The request's id, for log lines.
     pub request_id: String,
+    /// Whether each attempt's span is kept for the request's trace.
+    pub traced: bool,
 }
 
 /// Where a request's attempts stand when the policy has decided on the last one.
@@ -129,15 +132,27 @@ impl Forwarder {
     }
 
     /// Sends the job now (the permit's slot has come), retrying as the policy allows, and returns
-    /// the last outcome. The permit, and with it the group's lane, is released at the end.
-    pub(crate) async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Result<Reply, Error> {
+    /// the last outcome with the send's tally. The permit, and with it the group's lane, is
+    /// released at the end.
+    pub(crate) async fn send(self: Arc<Self>, job: Job, permit: Permit) -> Sent {
         // On the caller's task while the caller waits; a task of its own only if the caller
         // hangs up, so that a send under way is never cut off. A task per send cost about
         // 1,000 instructions per request (cargo bench --bench load -- instructions).
         super::detach::Detached::new(self.run(job, permit)).await
     }
 
-    async fn run(self: Arc<Self>, job: Job, mut permit: Permit) -> Result<Reply, Error> {
+    async fn run(self: Arc<Self>, job: Job, permit: Permit) -> Sent {
+        let mut tally = Tally::new(permit.claimed());
+        let result = self.attempts(&job, permit, &mut tally).await;
+        Sent { result, tally }
+    }
+
+    async fn attempts(
+        &self,
+        job: &Job,
+        mut permit: Permit,
+        tally: &mut Tally,
+    ) -> Result<Reply, Error> {
         let policy = self
             .policy
             .read()
@@ -168,7 +183,14 @@ impl Forwarder {
                 continue;
             }
             let key_changes = self.signer.key_changes();
+            let start = Instant::now();
             let outcome = self.attempt(&per_api.metrics, job.body.clone()).await;
+            let end = Instant::now();
+            per_api
+                .metrics
+                .upstream_duration()
+                .observe((end - start).as_secs_f64());
+            tally.attempted((start, end), &outcome, permit.limiter(), job.traced);
             permit.landed();
             let outcome = super::settle(&job.api, outcome, unsure);
             unsure |= super::unsure(&outcome);
@@ -178,7 +200,7 @@ impl Forwarder {
                 key_changes,
                 budget,
             };
-            let Some(delay) = self.prepare_retry(&job, verdict, &tried, &mut done) else {
+            let Some(delay) = self.prepare_retry(job, verdict, &tried, &mut done) else {
                 return outcome;
             };
             tokio::time::sleep(delay).await;
@@ -279,16 +301,14 @@ impl Forwarder {
         self.signer.key_changes() != key_changes
     }
 
-    /// One signed attempt, now, with a fresh `random`.
+    /// One signed attempt, now, with a fresh `random` (its caller times it).
     async fn attempt(&self, api: &ApiMetrics, body: Bytes) -> Result<Reply, Error> {
         let query = self.signer.query();
         let metrics = &self.metrics;
-        let timer = api.upstream_duration().start_timer();
         api.upstream_attempts().inc();
         metrics.upstream_in_flight.inc();
         let result = self.upstream.send(&api.name, &query, body).await;
         metrics.upstream_in_flight.dec();
-        timer.observe_duration();
         metrics.usersig_expiry.set(self.signer.expires_at() as f64);
         result
     }

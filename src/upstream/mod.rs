@@ -4,6 +4,7 @@
 
 mod chunked;
 mod client;
+mod endpoint;
 mod exchange;
 mod failover;
 #[cfg(test)]
@@ -21,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::tencent::codes;
 
 use client::{Client, Origin};
+pub use endpoint::Endpoint;
 use exchange::Failed;
 
 /// Tencent refuses to produce answers over 1 MB (10018); anything far larger is not Tencent.

@@ -81,6 +81,8 @@ fn check_config_ok_summarises_backend_coalescing_durability_and_tokens_never_the
         )
         .env("TIMGATE__LIMITS__COALESCE", "true")
         .env("TIMGATE__QUEUE__DURABLE", "true")
+        .env("TIMGATE__TRACING__ENABLED", "true")
+        .env("TIMGATE__TRACING__SAMPLE_RATIO", "0.25")
         .env(
             "TIMGATE__SERVER__AUTH_TOKENS",
             format!("billing:{TOKEN},tok-operators-secret-2"),
@@ -96,6 +98,7 @@ fn check_config_ok_summarises_backend_coalescing_durability_and_tokens_never_the
         "  queue durable: 16 partitions",
         "  auth tokens: 2 (billing, unnamed)",
         "  log json at \"info\"",
+        "  tracing OTLP/HTTP to http://127.0.0.1:4318/v1/traces  sample_ratio 0.25",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(line)),
@@ -117,6 +120,7 @@ fn check_config_ok_summarises_backend_coalescing_durability_and_tokens_never_the
         "  coalescing off",
         "  queue in memory",
         "  auth tokens: none",
+        "  tracing off",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(line)),

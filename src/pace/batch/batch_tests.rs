@@ -7,6 +7,7 @@ fn write(key: &str, value: &str, deadline: Instant) -> Write {
         attrs: vec![(key.to_string(), value.to_string())],
         deadline,
         request_id: format!("{key}={value}"),
+        traced: false,
     }
 }
 
@@ -82,6 +83,7 @@ async fn a_taken_batch_answers_even_a_member_past_its_deadline() {
         member.answer(Shared {
             result: Ok(reply.clone()),
             size: Some(1),
+            tally: Default::default(),
         });
     }
     let answer = waiting.await.expect("seat");

@@ -31,16 +31,21 @@ pub(crate) struct Write {
     pub(crate) deadline: Instant,
     /// The caller's request id, for log lines.
     pub(crate) request_id: String,
+    /// Whether the caller's request is traced (the batch's attempts are kept if any is).
+    pub(crate) traced: bool,
 }
 
 /// What every member of a batch is answered: the outcome of the one upstream call (after its
-/// retries), and how many requests shared it (`None` when no call was made for this member).
+/// retries), how many requests shared it (`None` when no call was made for this member), and
+/// the call's tally.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
     /// Tencent's answer, or the gateway's error.
     pub(crate) result: Result<Reply, Error>,
     /// The batch size, for `x-timgate-coalesced`.
     pub(crate) size: Option<usize>,
+    /// What the call did (empty when none was made).
+    pub(crate) tally: crate::retry::tally::Tally,
 }
 
 impl Shared {
@@ -49,6 +54,7 @@ impl Shared {
         Shared {
             result: Err(err),
             size: None,
+            tally: Default::default(),
         }
     }
 }
@@ -63,6 +69,8 @@ pub(crate) struct Member {
     pub(crate) deadline: Instant,
     /// Its request id.
     pub(crate) request_id: String,
+    /// Whether its request is traced.
+    pub(crate) traced: bool,
     answer: oneshot::Sender<Shared>,
 }
 
@@ -167,6 +175,7 @@ impl Batch {
             attrs: write.attrs,
             deadline: write.deadline,
             request_id: write.request_id,
+            traced: write.traced,
             answer: tx,
         });
         Join::Joined(Seat {

@@ -34,6 +34,7 @@ fn write(key: &str) -> Write {
         attrs: vec![(key.to_string(), "v".to_string())],
         deadline: Instant::now() + Duration::from_secs(30),
         request_id: key.to_string(),
+        traced: false,
     }
 }
 
