@@ -107,6 +107,15 @@ async fn a_paced_write_logs_its_wait_its_time_upstream_and_its_caller() {
     for absent in ["queue_wait_ms", "upstream_ms", "attempts", "limiter"] {
         assert!(line.get(absent).is_none(), "{absent} in {line}");
     }
+    // Refused before its body (an API not allowed): still named.
+    let url = format!("http://{}/v4/openim/sendmsg", gateway.addr);
+    let forbidden = post(url, "forbidden-1", Some("tok-billing-1"), "{}".into()).await;
+    assert_eq!(forbidden.status, 403, "{:?}", forbidden.body);
+    let line = answered("forbidden-1").await;
+    assert_eq!(
+        (&line["caller"], &line["outcome"]),
+        (&"billing".into(), &"rejected".into())
+    );
     // No token, no caller.
     let anonymous = post(
         gateway.url(MODIFY),

@@ -43,8 +43,6 @@ fn hex16(n: u64) -> String {
 pub(super) struct Begun<B> {
     pub(super) live: Arc<Live>,
     pub(super) route: Route,
-    /// The caller's name, from its bearer token (none when no tokens are configured).
-    pub(super) caller: Option<Arc<str>>,
     pub(super) body: B,
     /// The body length accounted against the memory budget before the body came.
     pub(super) declared: u64,
@@ -58,8 +56,13 @@ pub(super) struct Begun<B> {
 impl Gateway {
     /// The checks of a request's head, made before its future: draining, the memory budget,
     /// the bearer token, the route, a declared body over the cap, and the wait it asks for
-    /// (kept, to be answered after the body's own checks as before).
-    pub(super) fn begin<B>(&self, req: Request<B>) -> Result<Begun<B>, Failed> {
+    /// (kept, to be answered after the body's own checks as before); the caller's name goes in
+    /// `trail`.
+    pub(super) fn begin<B>(
+        &self,
+        req: Request<B>,
+        trail: &mut super::Trail,
+    ) -> Result<Begun<B>, Failed> {
         if self.draining.load(Ordering::SeqCst) {
             return Err((None, Error::ShuttingDown));
         }
@@ -73,7 +76,8 @@ impl Gateway {
             .memory
             .admit(memory::REQUEST_BYTES + declared)
             .map_err(|e| (None, e))?;
-        let caller = Self::authorize(&live, &parts.headers).map_err(|e| (None, e))?;
+        // Named in the trail at once: a request refused after this point still says who sent it.
+        trail.caller = Self::authorize(&live, &parts.headers).map_err(|e| (None, e))?;
         let route = Self::route(&live, &parts).map_err(|e| (None, e))?;
         // Refuse a declared oversize body before reading a byte of it.
         let limit = live.max_body_bytes;
@@ -85,7 +89,6 @@ impl Gateway {
         Ok(Begun {
             live,
             route,
-            caller,
             body,
             declared,
             max_wait,

@@ -225,8 +225,8 @@ impl Gateway {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let trail = Trail::begin(req.headers(), self.tracer.as_deref());
-        let begun = self.begin(req);
+        let mut trail = Trail::begin(req.headers(), self.tracer.as_deref());
+        let begun = self.begin(req, &mut trail);
         self.answer(trail, begun)
     }
 
@@ -255,7 +255,6 @@ impl Gateway {
                 let Begun {
                     live,
                     route,
-                    caller,
                     body,
                     declared,
                     max_wait,
@@ -265,7 +264,6 @@ impl Gateway {
                     Ok(begun) => begun,
                     Err(failed) => break 'processed failed.into(),
                 };
-                trail.caller = caller;
                 let fail = |e| (Some(route.clone()), e);
                 let body = match Self::read_body(&live, body).await {
                     Ok(body) => body,

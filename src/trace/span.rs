@@ -234,4 +234,84 @@ mod tests {
         assert_eq!(spans[3].status, Status::Error("ErrorCode 10004".into()));
         assert_eq!(spans[5].status, Status::Unset);
     }
+
+    /// The bytes `spans` hold: each span and what its fields point to.
+    fn footprint(spans: &[SpanData]) -> usize {
+        let entry = std::mem::size_of::<(&'static str, Value)>();
+        spans
+            .iter()
+            .map(|s| {
+                let strings: usize = s
+                    .attrs
+                    .iter()
+                    .map(|(_, v)| match v {
+                        Value::Str(Cow::Owned(text)) => text.capacity(),
+                        _ => 0,
+                    })
+                    .sum();
+                let name = match &s.name {
+                    Cow::Owned(name) => name.capacity(),
+                    Cow::Borrowed(_) => 0,
+                };
+                std::mem::size_of::<SpanData>()
+                    + s.attrs.capacity() * entry
+                    + strings
+                    + name
+                    + s.state.capacity()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_requests_spans_fit_the_bytes_the_buffer_bound_assumes() {
+        let t0 = Instant::now();
+        let ctx = Context {
+            trace_id: [1; 16],
+            parent: None,
+            span_id: [2; 8],
+            sampled: true,
+            state: String::new(),
+            began: (0, t0),
+        };
+        let attempt = [Attempt {
+            start: t0,
+            end: t0,
+            code: 0,
+            reason: "",
+        }];
+        // The request span's attributes as the gateway sets them for a named caller's write.
+        let attrs = vec![
+            (
+                "timgate.api",
+                Value::Str(String::from("group_open_http_svc/modify_group_attr").into()),
+            ),
+            ("timgate.outcome", Value::Str("ok".into())),
+            ("timgate.code", Value::Int(0)),
+            ("http.response.status_code", Value::Int(200)),
+            (
+                "timgate.request_id",
+                Value::Str(String::from("0123456789abcdef").into()),
+            ),
+            ("timgate.caller", Value::Str(String::from("billing").into())),
+            ("timgate.attempts", Value::Int(1)),
+            ("timgate.limiter", Value::Str("local".into())),
+        ];
+        let spans = spans(
+            &ctx,
+            Steps {
+                api: "group_open_http_svc/modify_group_attr",
+                started: t0,
+                admitted: Some(t0),
+                permitted: Some(t0),
+                attempts: &attempt,
+                answered: t0,
+                attrs,
+                status: Status::Unset,
+            },
+        );
+        let per_span = footprint(&spans) / spans.len();
+        eprintln!("{} spans, {per_span} bytes each", spans.len());
+        // config/default.toml says about 250 bytes each for tracing.max_queued_spans.
+        assert!((150..=300).contains(&per_span), "{per_span}");
+    }
 }
