@@ -51,6 +51,8 @@ pub(super) fn check(t: &RawTracing, p: &mut Problems) -> TracingConfig {
             "tracing.otlp_endpoint",
             "credentials in the URL are not supported: put the collector behind a local agent",
         );
+    } else if let Err(why) = host_and_port(&t.otlp_endpoint) {
+        p.add("tracing.otlp_endpoint", why);
     }
     let sample_ratio = p.share("tracing.sample_ratio", t.sample_ratio, true);
     if t.service_name.trim().is_empty() {
@@ -77,6 +79,24 @@ pub(super) fn check(t: &RawTracing, p: &mut Problems) -> TracingConfig {
         ),
         ca_file: (!t.ca_file.is_empty()).then(|| PathBuf::from(&t.ca_file)),
     }
+}
+
+/// Checks the host and the port of an `http[s]://` URL, as the exporter's client will read them.
+fn host_and_port(url: &str) -> Result<(), String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            port.parse::<u16>()
+                .map_err(|_| format!("{url:?}: the port {port:?} is not a number up to 65535"))?;
+            host
+        }
+        _ => authority,
+    };
+    if host.trim_matches(['[', ']']).is_empty() {
+        return Err(format!("{url:?} names no host"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -119,6 +139,15 @@ mod tests {
                 "{key} not in {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_endpoint_without_a_host_or_with_a_bad_port_is_refused() {
+        for bad in ["http://:4318/v1/traces", "http://collector:43x8/v1/traces"] {
+            let found = problems(&format!("otlp_endpoint = \"{bad}\"\n"));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        }
+        assert!(problems("otlp_endpoint = \"https://[::1]:4318/v1/traces\"\n").is_empty());
     }
 
     #[test]
