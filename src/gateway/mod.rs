@@ -298,15 +298,19 @@ impl Gateway {
                         Enqueued::Memory => in_memory = true,
                     }
                 }
-                trail.admitted = Some(Instant::now());
                 let admission = match self.place(&live, &route, &mut checked, &trail) {
                     Place::Batch(write) => {
+                        trail.admitted = Some(Instant::now());
                         // Boxed, as the send below: a queued request's future holds only what
                         // it waits with.
                         let batched = Box::pin(self.clone().coalesce(write, live.batch_cap));
                         break 'processed outcome::shared(batched.await, route);
                     }
-                    Place::Alone(Ok(admission)) => admission,
+                    Place::Alone(Ok(admission)) => {
+                        // The pacer's own reading: no second clock read per request.
+                        trail.admitted = Some(admission.admitted_at());
+                        admission
+                    }
                     Place::Alone(Err(e)) => break 'processed fail(e).into(),
                 };
                 let Checked {

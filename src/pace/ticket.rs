@@ -138,6 +138,11 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// When the request joined its lanes.
+    pub fn admitted_at(&self) -> Instant {
+        self.admitted_at
+    }
+
     /// When the request was expected to leave at admission: its place in line times the lanes'
     /// spacing (a later slowdown may move it).
     pub fn estimate(&self) -> Instant {

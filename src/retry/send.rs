@@ -186,11 +186,11 @@ impl Forwarder {
             let start = Instant::now();
             let outcome = self.attempt(&per_api.metrics, job.body.clone()).await;
             let end = Instant::now();
+            let took = tally.attempted((start, end), &outcome, permit.limiter(), job.traced);
             per_api
                 .metrics
                 .upstream_duration()
-                .observe((end - start).as_secs_f64());
-            tally.attempted((start, end), &outcome, permit.limiter(), job.traced);
+                .observe(took.as_secs_f64());
             permit.landed();
             let outcome = super::settle(&job.api, outcome, unsure);
             unsure |= super::unsure(&outcome);

@@ -49,16 +49,17 @@ impl Tally {
     }
 
     /// Counts an attempt that went out at `start` and ended at `end` with `outcome`, at a slot
-    /// `limiter` gave; its span is kept when `traced`.
+    /// `limiter` gave; its span is kept when `traced`. Returns how long it took.
     pub(crate) fn attempted(
         &mut self,
         (start, end): (Instant, Instant),
         outcome: &Result<Reply, Error>,
         limiter: Limiter,
         traced: bool,
-    ) {
+    ) -> Duration {
+        let took = end.saturating_duration_since(start);
         self.attempts += 1;
-        self.upstream += end.saturating_duration_since(start);
+        self.upstream += took;
         self.limiter = Some(limiter);
         if traced {
             let (code, reason) = match outcome {
@@ -72,6 +73,7 @@ impl Tally {
                 reason,
             });
         }
+        took
     }
 }
 
