@@ -82,9 +82,10 @@ async fn a_paced_write_logs_its_wait_its_time_upstream_and_its_caller() {
     let wait = last["queue_wait_ms"].as_f64().expect("queue_wait_ms");
     let upstream = last["upstream_ms"].as_f64().expect("upstream_ms");
     let latency = last["latency_ms"].as_f64().expect("latency_ms");
-    // Two slots of ~204 ms behind the first (a write also waits for the one before it to be
-    // answered, so at least that much).
-    assert!(wait >= 300.0, "{last}");
+    // Its slot is two of the group's ~204 ms intervals after the first write's, and it joined the
+    // queue right behind the second: most of the 408 ms is its wait (the bound leaves room for a
+    // loaded machine's late admission).
+    assert!(wait >= 150.0, "{last}");
     let first = answered("paced-0").await;
     assert!(first["queue_wait_ms"].as_f64() < Some(wait), "{first}");
     assert!(upstream >= 30.0, "the emulator's latency: {last}");
