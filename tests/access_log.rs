@@ -13,6 +13,7 @@ use std::time::Duration;
 use capture::{answered, capture};
 use http::Request;
 use http_body_util::Full;
+use support::held::until;
 use support::redis::Redis;
 use support::{Answer, Client, Gateway, base_toml, emulator, wait_admitted};
 use timgate::emulator::EmulatorConfig;
@@ -209,25 +210,15 @@ async fn the_limiter_named_is_redis_while_it_serves_and_fallback_while_it_is_awa
     );
     let gateway = Gateway::start(&[&base_toml(emulator.addr, None), &shared]).await;
     let up = &gateway.metrics.limiter_backend_up;
-    until(|| up.get() == 1).await;
+    until("Redis is up", || up.get() == 1).await;
     let answer = post(gateway.url(MODIFY), "via-redis", None, write("@TGS#l", "1")).await;
     assert_eq!(answer.code(), 0, "{:?}", answer.body);
     assert_eq!(answered("via-redis").await["limiter"], "redis");
 
     redis.stop();
-    until(|| up.get() == 0).await;
+    until("Redis is seen away", || up.get() == 0).await;
     let answer = post(gateway.url(MODIFY), "via-share", None, write("@TGS#l", "2")).await;
     assert_eq!(answer.code(), 0, "{:?}", answer.body);
     assert_eq!(answered("via-share").await["limiter"], "fallback");
     gateway.shutdown().await;
-}
-
-/// Waits up to 10 s for `done` (the tests' own assertions say what did not happen).
-async fn until(done: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

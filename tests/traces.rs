@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{Span, status::StatusCode};
 use receiver::Receiver;
 use support::{Answer, Client, Gateway, base_toml};
+use timgate::trace::hex;
 use upstream::RawUpstream;
 
 const MODIFY: &str = "group_open_http_svc/modify_group_attr";
@@ -30,10 +31,6 @@ const BUSY: &str = r#"{"ActionStatus":"FAIL","ErrorCode":10002,"ErrorInfo":"inte
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 const WRITE: &str = r#"{"GroupId":"@TGS#t","GroupAttr":[{"key":"k","value":"v"}]}"#;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The gateway's layers: the stand-in upstream, fast retries, and `[tracing]` with `extra`.
 fn layers(upstream: &RawUpstream, receiver: &Receiver, extra: &str) -> [String; 2] {

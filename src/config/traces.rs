@@ -34,24 +34,7 @@ pub struct TracingConfig {
 /// Checks `[tracing]`. The endpoint is checked even while tracing is off, so that turning it on
 /// is not the moment a typo is found.
 pub(super) fn check(t: &RawTracing, p: &mut Problems) -> TracingConfig {
-    let scheme_ok = ["http://", "https://"]
-        .iter()
-        .any(|s| t.otlp_endpoint.starts_with(s) && t.otlp_endpoint.len() > s.len());
-    if !scheme_ok {
-        p.add(
-            "tracing.otlp_endpoint",
-            format!(
-                "{:?} is not an http:// or https:// URL (an OpenTelemetry Collector takes OTLP/HTTP \
-                 traces at http://HOST:4318/v1/traces)",
-                super::redact::credentials(&t.otlp_endpoint)
-            ),
-        );
-    } else if t.otlp_endpoint.contains('@') {
-        p.add(
-            "tracing.otlp_endpoint",
-            "credentials in the URL are not supported: put the collector behind a local agent",
-        );
-    } else if let Err(why) = host_and_port(&t.otlp_endpoint) {
+    if let Err(why) = check_endpoint(&t.otlp_endpoint) {
         p.add("tracing.otlp_endpoint", why);
     }
     let sample_ratio = p.share("tracing.sample_ratio", t.sample_ratio, true);
@@ -81,22 +64,34 @@ pub(super) fn check(t: &RawTracing, p: &mut Problems) -> TracingConfig {
     }
 }
 
-/// Checks the host and the port of an `http[s]://` URL, as the exporter's client will read them.
-fn host_and_port(url: &str) -> Result<(), String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => {
-            port.parse::<u16>()
-                .map_err(|_| format!("{url:?}: the port {port:?} is not a number up to 65535"))?;
-            host
+/// Checks the endpoint as `http::Uri` reads it, as `check_url` does for Tencent's: an
+/// `http://` or `https://` URL with a host, a port up to 65535 if any, and no credentials.
+fn check_endpoint(url: &str) -> Result<(), String> {
+    let shown = super::redact::credentials(url);
+    let uri = url.parse::<http::Uri>().ok();
+    let authority = uri.as_ref().and_then(|u| u.authority());
+    let scheme_ok = uri
+        .as_ref()
+        .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")));
+    match authority {
+        _ if !scheme_ok => Err(format!(
+            "{shown:?} is not an http:// or https:// URL (an OpenTelemetry Collector takes \
+             OTLP/HTTP traces at http://HOST:4318/v1/traces)"
+        )),
+        Some(a) if a.as_str().contains('@') => Err(
+            "credentials in the URL are not supported: put the collector behind a local agent"
+                .into(),
+        ),
+        Some(a) if a.host().trim_matches(['[', ']']).is_empty() => {
+            Err(format!("{shown:?} names no host"))
         }
-        _ => authority,
-    };
-    if host.trim_matches(['[', ']']).is_empty() {
-        return Err(format!("{url:?} names no host"));
+        // Anything after the host that is not a port `http::Uri` reads as a u16.
+        Some(a) if a.as_str() != a.host() && a.port_u16().is_none() => {
+            Err(format!("{shown:?}: the port is not a number up to 65535"))
+        }
+        Some(_) => Ok(()),
+        None => Err(format!("{shown:?} names no host")),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -28,15 +28,9 @@ pub(super) fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| hex16(rand::random::<u64>()), str::to_string)
 }
 
-/// `n` as 16 lower-case hex digits (a new request id), without core::fmt's machinery.
+/// `n` as 16 lower-case hex digits (a new request id).
 fn hex16(n: u64) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 16];
-    for (i, digit) in out.iter_mut().enumerate() {
-        *digit = DIGITS[((n >> ((15 - i) * 4)) & 0xf) as usize];
-    }
-    // Always ASCII: the default is never taken.
-    std::str::from_utf8(&out).unwrap_or_default().to_owned()
+    crate::trace::hex(&n.to_be_bytes())
 }
 
 /// What a request takes into its wait once its head is checked (the head itself is dropped).

@@ -122,10 +122,7 @@ fn log_answer(
     carried: Option<&Carried>,
 ) {
     let tally = carried.map(|c| &c.tally);
-    let queue_wait = trail
-        .admitted
-        .zip(tally.and_then(|t| t.permitted))
-        .map(|(admitted, permitted)| millis(permitted.saturating_duration_since(admitted)));
+    // Every field is worked out inside the macro, which does so only when the line is logged.
     tracing::info!(
         request_id = &*trail.request_id,
         api,
@@ -135,7 +132,10 @@ fn log_answer(
         status,
         latency_ms = millis(elapsed),
         caller = trail.caller.as_deref(),
-        queue_wait_ms = queue_wait,
+        queue_wait_ms = trail
+            .admitted
+            .zip(tally.and_then(|t| t.permitted))
+            .map(|(admitted, permitted)| millis(permitted.saturating_duration_since(admitted))),
         upstream_ms = tally.filter(|t| t.attempts > 0).map(|t| millis(t.upstream)),
         attempts = tally.map(|t| t.attempts),
         coalesced = carried.and_then(|c| c.coalesced),

@@ -8,7 +8,7 @@ use http::header::HeaderName;
 use tokio::time::Instant;
 
 /// The W3C Trace Context header that carries a caller's trace.
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// Vendor trace state passed along with it.
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// The longest `tracestate` kept (the W3C limit is 32 members; longer is cut by the spec too).
@@ -96,21 +96,22 @@ fn nonzero<const N: usize>(mut id: [u8; N]) -> [u8; N] {
     id
 }
 
-/// Lower-case hex of `bytes`.
+/// Lower-case hex of `bytes` (trace and span ids, a new request id), without core::fmt's
+/// machinery.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
     }
-    out
+    // Always ASCII: the default is never taken.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `version-traceid-parentid-flags` (W3C Trace Context level 1): the trace id, the caller's
 /// span id and the flags, or `None` when malformed or either id is all zeros. A future version
 /// is read by its first four fields, as the spec asks; version `ff` is invalid.
-pub fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
+fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
     let value = value.trim();
     let mut fields = value.split('-');
     let (version, trace, span, flags) = (

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::metrics::{Metrics, TraceMetrics};
 use crate::upstream::Endpoint;
 
-pub use context::{Context, TRACEPARENT, hex, parse_traceparent};
+pub use context::{Context, hex};
 pub use span::{Kind, SpanData, Status, Steps, Value, spans};
 
 /// Spans in one export at most: a collector's default receive limit is a few MiB, and a batch of

@@ -12,7 +12,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::exchange::{Conn, Stream};
+use super::exchange::{Answer, Conn, Failed, Stream};
 use crate::error::Error;
 
 /// Idle connections kept per origin.
@@ -126,6 +126,37 @@ impl Client {
         tokio::time::timeout(timeout, self.connect(origin))
             .await
             .map_err(|_| Error::UpstreamConnect(format!("connect timed out after {timeout:?}")))?
+    }
+
+    /// Writes `head` and `body` to `origin` on a pooled connection and reads the answer (at most
+    /// `max` body bytes); the connection goes back to the pool when it may carry another. A
+    /// pooled connection the server had closed read nothing of the request (its body never
+    /// arrived whole), so the request goes once more on a new connection.
+    pub(super) async fn round_trip(
+        &self,
+        origin: &Arc<Origin>,
+        head: &[u8],
+        body: &[u8],
+        max: usize,
+    ) -> Result<Answer, Error> {
+        let mut conn = self.checkout(origin).await?;
+        let mut answer = conn.exchange(head, body, max).await;
+        if let Err(Failed::Write(_)) = &answer {
+            conn = self.connect_new(origin).await?;
+            answer = conn.exchange(head, body, max).await;
+        }
+        match answer {
+            Ok(answer) => {
+                if answer.reusable {
+                    self.checkin(origin, conn);
+                }
+                Ok(answer)
+            }
+            Err(Failed::Write(e)) => Err(Error::UpstreamUnreachable(format!("sending: {e}"))),
+            Err(Failed::Read(e)) => Err(Error::UpstreamUnreachable(format!(
+                "reading the answer: {e}"
+            ))),
+        }
     }
 
     /// Puts a connection whose last answer was read whole back for the next attempt.

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::client::{Client, Origin};
-use super::exchange::Failed;
 use crate::error::Error;
 
 /// An answer larger than this is not a collector's.
@@ -53,23 +52,11 @@ impl Endpoint {
                 origin.authority(),
                 body.len()
             );
-            let mut conn = self.client.checkout(origin).await?;
-            let mut answer = conn.exchange(head.as_bytes(), body, MAX_ANSWER_BYTES).await;
-            if let Err(Failed::Write(_)) = &answer {
-                // A kept connection the collector had closed: nothing was read from it.
-                conn = self.client.connect_new(origin).await?;
-                answer = conn.exchange(head.as_bytes(), body, MAX_ANSWER_BYTES).await;
-            }
-            match answer {
-                Ok(answer) => {
-                    if answer.reusable {
-                        self.client.checkin(origin, conn);
-                    }
-                    Ok((answer.status, answer.body))
-                }
-                Err(Failed::Write(e)) => Err(Error::UpstreamUnreachable(format!("sending: {e}"))),
-                Err(Failed::Read(e)) => Err(Error::UpstreamUnreachable(format!("reading: {e}"))),
-            }
+            let answer = self
+                .client
+                .round_trip(origin, head.as_bytes(), body, MAX_ANSWER_BYTES)
+                .await?;
+            Ok((answer.status, answer.body))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await

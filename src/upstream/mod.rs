@@ -23,7 +23,6 @@ use crate::tencent::codes;
 
 use client::{Client, Origin};
 pub use endpoint::Endpoint;
-use exchange::Failed;
 
 /// Tencent refuses to produce answers over 1 MB (10018); anything far larger is not Tencent.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -127,30 +126,15 @@ impl Upstream {
         ] {
             head.push_str(part);
         }
-        let mut conn = self.client.checkout(&origin).await?;
-        let mut answer = conn.exchange(head.as_bytes(), &body, MAX_REPLY_BYTES).await;
-        if let Err(Failed::Write(_)) = &answer {
-            // A pooled connection the server had closed: no request was read from it (its body
-            // never arrived whole), so it goes once more on a new connection.
-            conn = self.client.connect_new(&origin).await?;
-            answer = conn.exchange(head.as_bytes(), &body, MAX_REPLY_BYTES).await;
-        }
-        match answer {
-            Ok(answer) => {
-                if answer.reusable {
-                    self.client.checkin(&origin, conn);
-                }
-                let code = codes::error_code(&answer.body);
-                Ok(Reply {
-                    status: answer.status,
-                    body: answer.body,
-                    code,
-                })
-            }
-            Err(Failed::Write(e)) => Err(Error::UpstreamUnreachable(format!("sending: {e}"))),
-            Err(Failed::Read(e)) => Err(Error::UpstreamUnreachable(format!(
-                "reading the answer: {e}"
-            ))),
-        }
+        let answer = self
+            .client
+            .round_trip(&origin, head.as_bytes(), &body, MAX_REPLY_BYTES)
+            .await?;
+        let code = codes::error_code(&answer.body);
+        Ok(Reply {
+            status: answer.status,
+            body: answer.body,
+            code,
+        })
     }
 }
